@@ -1,0 +1,10 @@
+"""`tf.compat.v1`: the same TF1 namespace as `tensorweave` itself."""
+
+from tensorweave.compat.namespace import module_getattr as _module_getattr
+from tensorweave.compat.v1_api import ROOT as _ROOT
+
+__getattr__ = _module_getattr(_ROOT, __name__)
+
+
+def __dir__():
+    return sorted(_ROOT)

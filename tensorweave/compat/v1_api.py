@@ -1,0 +1,172 @@
+"""The TF1 public namespace as a table: public name -> "module:attribute" (resolved lazily).
+
+`tensorweave`, `tensorweave.compat.v1` and the sub-namespaces (`tf.nn`, `tf.train`, ...) are all
+views of these tables; nothing here runs until a name is first used.
+"""
+
+from tensorweave.compat.namespace import LazyNamespace
+
+_F = "tensorweave.framework"
+_ARR = "tensorweave.ops.array_ops"
+_MATH = "tensorweave.ops.math_ops"
+_NN = "tensorweave.ops.nn_ops"
+_RND = "tensorweave.ops.random_ops"
+_VAR = "tensorweave.ops.variables"
+_VS = "tensorweave.ops.variable_scope"
+_INIT = "tensorweave.ops.init_ops"
+_STATE = "tensorweave.ops.state_ops"
+_CTRL = "tensorweave.ops.control_ops"
+_LOSS = "tensorweave.ops.losses"
+_RT = "tensorweave.runtime"
+_TRAIN = "tensorweave.train"
+
+
+def _names(module, names):
+    return {n: f"{module}:{n}" for n in names.split()}
+
+
+def _renamed(module, pairs):
+    return {public: f"{module}:{attr}" for public, attr in pairs.items()}
+
+
+_DTYPES = _names(f"{_F}.dtypes", "float16 half float32 float64 double bfloat16 int8 int16 int32 int64 uint8 "
+                 "uint16 uint32 uint64 bool string complex64 complex128 as_dtype DType")
+
+NN = {
+    **_names(_NN, "relu relu6 elu selu softplus softsign leaky_relu softmax log_softmax bias_add xw_plus_b "
+             "l2_loss dropout conv2d max_pool avg_pool in_top_k softmax_cross_entropy_with_logits "
+             "softmax_cross_entropy_with_logits_v2 sparse_softmax_cross_entropy_with_logits "
+             "sigmoid_cross_entropy_with_logits l2_normalize moments embedding_lookup top_k "
+             "conv2d_backprop_input conv2d_backprop_filter"),
+    **_renamed(_MATH, {"sigmoid": "sigmoid", "tanh": "tanh"}),
+}
+
+LOSSES = _names(_LOSS, "sparse_softmax_cross_entropy softmax_cross_entropy sigmoid_cross_entropy "
+                "mean_squared_error absolute_difference log_loss huber_loss compute_weighted_loss "
+                "add_loss get_losses get_total_loss get_regularization_loss get_regularization_losses "
+                "Reduction")
+
+TRAIN = {
+    **_names(f"{_TRAIN}.optimizer", "Optimizer GradientDescentOptimizer"),
+    **_names(f"{_TRAIN}.optimizers", "MomentumOptimizer AdagradOptimizer AdamOptimizer RMSPropOptimizer"),
+    **_names(f"{_TRAIN}.saver", "Saver latest_checkpoint import_meta_graph export_meta_graph "
+             "checkpoint_exists get_checkpoint_state update_checkpoint_state"),
+    **_names(f"{_TRAIN}.training_util", "get_or_create_global_step get_global_step create_global_step "
+             "global_step assert_global_step"),
+    **_names(f"{_TRAIN}.learning_rate_decay", "exponential_decay piecewise_constant inverse_time_decay "
+             "polynomial_decay natural_exp_decay"),
+    "write_graph": "tensorweave.framework.graph_io:write_graph",
+    "Coordinator": f"{_TRAIN}.coordinator:Coordinator",
+}
+
+SUMMARY = {
+    **_names("tensorweave.summary.summary_ops", "scalar histogram merge merge_all image text tensor_summary"),
+    **_names("tensorweave.summary.writer", "FileWriter FileWriterCache"),
+    "Summary": "tensorboard.compat.proto.summary_pb2:Summary",
+    "Event": "tensorboard.compat.proto.event_pb2:Event",
+    "SessionLog": "tensorboard.compat.proto.event_pb2:SessionLog",
+    "summary_iterator": "tensorweave.summary.summary_iterator:summary_iterator",
+}
+
+GFILE = _names("tensorweave.platform.gfile", "Exists MakeDirs DeleteRecursively Remove Glob IsDirectory "
+               "ListDirectory Copy Rename Open GFile FastGFile Stat exists makedirs rmtree remove glob "
+               "isdir listdir copy rename mkdir walk")
+
+RANDOM = {
+    **_renamed(_RND, {"normal": "random_normal", "truncated_normal": "truncated_normal",
+                      "uniform": "random_uniform", "shuffle": "random_shuffle"}),
+    "set_random_seed": f"{_F}.op_builder:set_random_seed",
+    "set_seed": f"{_F}.op_builder:set_random_seed",
+}
+
+MATH = {
+    **_names(_MATH, "add subtract multiply divide truediv floordiv floormod pow negative abs sign exp log log1p "
+             "sqrt rsqrt square tanh sigmoid maximum minimum equal not_equal less less_equal greater "
+             "greater_equal logical_and logical_or logical_not logical_xor reduce_sum reduce_mean reduce_max "
+             "reduce_min reduce_prod reduce_any reduce_all reduce_logsumexp argmax argmin add_n reciprocal "
+             "squared_difference floor ceil round sin cos cumsum count_nonzero"),
+    "top_k": f"{_NN}:top_k",
+    "in_top_k": f"{_NN}:in_top_k",
+}
+
+ERRORS = "tensorweave.framework.errors"
+
+ROOT = {
+    **_DTYPES,
+    # graph and scopes
+    **_names(f"{_F}.graph", "Graph GraphKeys get_default_graph reset_default_graph get_default_session"),
+    **_names(f"{_F}.op_builder", "name_scope device control_dependencies colocate_with get_collection "
+             "get_collection_ref add_to_collection add_to_collections convert_to_tensor set_random_seed "
+             "register_tensor_conversion_function"),
+    "Tensor": f"{_F}.tensor:Tensor",
+    "Operation": f"{_F}.operation:Operation",
+    "TensorShape": f"{_F}.tensor_shape:TensorShape",
+    "Dimension": f"{_F}.tensor_shape:Dimension",
+    "DeviceSpec": f"{_F}.device_spec:DeviceSpec",
+    "import_graph_def": f"{_F}.graph_io:import_graph_def",
+    "GraphDef": "tensorboard.compat.proto.graph_pb2:GraphDef",
+    "NodeDef": "tensorboard.compat.proto.node_def_pb2:NodeDef",
+    "MetaGraphDef": "tensorboard.compat.proto.meta_graph_pb2:MetaGraphDef",
+    "IndexedSlices": "tensorweave.autodiff.indexed_slices:IndexedSlices",
+    "gradients": "tensorweave.autodiff.gradients:gradients",
+    # array ops
+    **_names(_ARR, "constant placeholder placeholder_with_default identity stop_gradient shape size rank "
+             "reshape fill zeros ones zeros_like ones_like cast to_float to_int32 to_int64 to_double "
+             "expand_dims squeeze transpose concat stack unstack split slice strided_slice gather gather_nd "
+             "tile pad one_hot where boolean_mask unsorted_segment_sum broadcast_to reverse sequence_mask "
+             "shape_n identity_n"),
+    "pack": f"{_ARR}:stack",
+    "unpack": f"{_ARR}:unstack",
+    # math ops
+    **{k: v for k, v in MATH.items()},
+    **_names(_MATH, "matmul clip_by_value clip_by_norm clip_by_global_norm global_norm range div mod "
+             "scalar_mul tensordot"),
+    "mul": f"{_MATH}:multiply",
+    "sub": f"{_MATH}:subtract",
+    "neg": f"{_MATH}:negative",
+    # random
+    **_names(_RND, "random_normal truncated_normal random_uniform random_shuffle"),
+    # variables
+    **_names(_VAR, "Variable global_variables all_variables trainable_variables local_variables model_variables "
+             "moving_average_variables variables_initializer global_variables_initializer "
+             "initialize_all_variables local_variables_initializer initialize_local_variables "
+             "report_uninitialized_variables"),
+    **_names(_VS, "get_variable variable_scope get_variable_scope VariableScope AUTO_REUSE "
+             "get_local_variable"),
+    **_names(_STATE, "assign assign_add assign_sub is_variable_initialized"),
+    **_names(_INIT, "zeros_initializer ones_initializer constant_initializer random_normal_initializer "
+             "truncated_normal_initializer random_uniform_initializer glorot_uniform_initializer "
+             "glorot_normal_initializer variance_scaling_initializer orthogonal_initializer"),
+    # control
+    **_names(_CTRL, "no_op group tuple"),
+    # numerics and printing land with the tools issue; check_numerics is basic enough for now
+    # sessions
+    **_names(f"{_RT}.session", "Session InteractiveSession"),
+    **_names(f"{_RT}.config", "ConfigProto GPUOptions GraphOptions OptimizerOptions RunOptions RunMetadata"),
+    # v2 behaviour switches: TensorWeave is always in graph mode, so these only record intent
+    **_names("tensorweave.compat.behavior", "disable_v2_behavior enable_v2_behavior disable_eager_execution "
+             "enable_eager_execution executing_eagerly disable_resource_variables"),
+    # sub-namespaces
+    "nn": LazyNamespace("tensorweave.nn", NN),
+    "losses": LazyNamespace("tensorweave.losses", LOSSES),
+    "train": LazyNamespace("tensorweave.train", TRAIN),
+    "summary": LazyNamespace("tensorweave.summary", SUMMARY),
+    "random": LazyNamespace("tensorweave.random", RANDOM),
+    "math": LazyNamespace("tensorweave.math", MATH),
+    "gfile": LazyNamespace("tensorweave.gfile", GFILE),
+    "io": LazyNamespace("tensorweave.io", {"gfile": LazyNamespace("tensorweave.io.gfile", GFILE)}),
+    "errors": ERRORS,
+    "app": "tensorweave.platform.app",
+    "flags": "tensorweave.platform.flags",
+    "logging": "tensorweave.platform.tf_logging",
+    "initializers": LazyNamespace("tensorweave.initializers", _renamed(_INIT, {
+        "zeros": "zeros_initializer", "ones": "ones_initializer", "constant": "constant_initializer",
+        "random_normal": "random_normal_initializer", "truncated_normal": "truncated_normal_initializer",
+        "random_uniform": "random_uniform_initializer", "glorot_uniform": "glorot_uniform_initializer",
+        "glorot_normal": "glorot_normal_initializer", "variance_scaling": "variance_scaling_initializer"})),
+    "datasets": "tensorweave.datasets",
+    "__version__": "tensorweave.version:__version__",
+    "VERSION": "tensorweave.version:__version__",
+}
+ROOT["initializers"]._table["global_variables"] = f"{_VAR}:global_variables_initializer"
+ROOT["compat"] = LazyNamespace("tensorweave.compat", {"v1": "tensorweave.compat.v1"})

@@ -1,0 +1,1 @@
+"""framework layer; see the modules."""

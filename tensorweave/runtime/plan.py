@@ -1,0 +1,192 @@
+"""Compiling a (feeds, fetches, targets) signature into a plan the executor interprets.
+
+Compilation prunes the graph to what the fetches and targets need (a fed tensor cuts the
+dependency on its producer), folds constant subgraphs, instantiates each op's kernel once,
+assigns every tensor a slot and orders the ops by dataflow (Kahn's algorithm over in-degree
+counts). Each step of the plan knows which slots die after it, so values are freed as soon as
+their last consumer ran. All of this happens once per signature; a run only interprets.
+"""
+
+import heapq
+
+import numpy as np
+
+from tensorweave.framework import errors
+
+STEP_SLOT = 0     # holds the per-step context, for kernels that take it
+DISCARD_SLOT = 1  # where ops without outputs "write" their None result
+
+
+class PlanStep:
+    __slots__ = ("op", "fn", "ins", "outs", "frees")
+
+    def __init__(self, op, fn, ins, outs, frees):
+        self.op = op
+        self.fn = fn
+        self.ins = ins
+        self.outs = outs
+        self.frees = frees
+
+
+class Plan:
+    """A compiled signature: initial slot values (constants), feed/fetch slots and the steps."""
+
+    def __init__(self, num_slots, initial, feed_slots, fetch_slots, fetch_deref, steps, ops):
+        self.num_slots = num_slots
+        self.initial = initial
+        self.feed_slots = feed_slots
+        self.fetch_slots = fetch_slots
+        self.fetch_deref = fetch_deref
+        self.steps = steps
+        self.ops = ops
+        # The executor's hot loop reads plain tuples.
+        self.program = tuple((s.fn, s.ins, s.outs, s.frees) for s in steps)
+
+
+def prune(feeds, fetches, targets):
+    """The ops needed to compute `fetches` and run `targets` given `feeds`, in creation order."""
+    fed = set(feeds)
+    needed = {}
+    stack = [t.op for t in fetches if t not in fed] + list(targets)
+    while stack:
+        op = stack.pop()
+        if op in needed:
+            continue
+        needed[op] = True
+        for t in op.inputs:
+            if t not in fed:
+                stack.append(t.op)
+        stack.extend(op.control_inputs)
+    return sorted(needed, key=lambda op: op._id)
+
+
+def topological_order(ops):
+    """`ops` ordered so every op follows its data and control inputs (ties by creation order)."""
+    members = set(ops)
+    indegree = {}
+    consumers = {op: [] for op in ops}
+    for op in ops:
+        preds = {t.op for t in op.inputs if t.op in members} | {c for c in op.control_inputs if c in members}
+        indegree[op] = len(preds)
+        for p in preds:
+            consumers[p].append(op)
+    ready = [(op._id, op) for op in ops if indegree[op] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, op = heapq.heappop(ready)
+        order.append(op)
+        for c in consumers[op]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                heapq.heappush(ready, (c._id, c))
+    if len(order) != len(ops):
+        cyclic = sorted((op.name for op in ops if indegree[op] > 0))[:5]
+        raise errors.InvalidArgumentError(None, None, f"Graph has a cycle among ops {cyclic}")
+    return order
+
+
+def _deref_wrapper(fn, positions):
+    if positions == (0,):
+        return lambda ref, *rest: fn(ref.read(), *rest)
+    if positions == (1,):
+        return lambda a, ref, *rest: fn(a, ref.read(), *rest)
+
+    def deref(*args):
+        args = list(args)
+        for p in positions:
+            args[p] = args[p].read()
+        return fn(*args)
+    return deref
+
+
+def _foldable(op, fed_ops):
+    d = op.op_def
+    return not (d.stateful or d.ref_outputs or d.step_kernel or op in fed_ops)
+
+
+def compile_plan(feeds, fetches, targets, device, fold_constants=True):
+    """Builds the `Plan` for `fetches` (tensors) and `targets` (ops) given `feeds` (tensors)."""
+    fed = set(feeds)
+    fed_ops = {t.op for t in feeds}
+    ops = topological_order(prune(feeds, fetches, targets))
+
+    slots = {}
+    num_slots = [2]  # the step context and the discard slot
+
+    def new_slot():
+        num_slots[0] += 1
+        return num_slots[0] - 1
+
+    feed_slots = tuple(slots.setdefault(t, new_slot()) for t in feeds)
+    initial = {}
+    folded = set()
+    compiled = []  # (op, fn, input slots, output slots)
+    for op in ops:
+        ins = []
+        for t in op.inputs:
+            if t not in slots:
+                raise errors.InternalError(None, op, f"input {t.name} has no slot")
+            ins.append(slots[t])
+        outs = tuple(new_slot() if t in fed else slots.setdefault(t, new_slot()) for t in op.outputs)
+        try:
+            fn = op.op_def.make_kernel(op, device)
+        except errors.OpError:
+            raise
+        except Exception as e:  # a kernel that cannot be built for these attrs is the op's error
+            raise op.error(errors.InvalidArgumentError, f"cannot build kernel: {e}") from e
+        deref = tuple(i for i, t in enumerate(op.inputs)
+                      if t.op.op_def.ref_outputs and t not in fed and i not in op.op_def.ref_inputs)
+        if deref:
+            fn = _deref_wrapper(fn, deref)
+        if op.op_def.step_kernel:
+            ins.insert(0, STEP_SLOT)
+        if (fold_constants and _foldable(op, fed_ops)
+                and all(t.op in folded and t not in fed for t in op.inputs)
+                and all(c in folded for c in op.control_inputs)):
+            value = _run_kernel(op, fn, [initial[i] for i in ins])
+            for slot, v in zip(outs, value if len(outs) != 1 else (value,), strict=True):
+                initial[slot] = v
+            folded.add(op)
+            continue
+        compiled.append((op, fn, tuple(ins), outs))
+
+    fetch_slots = []
+    for t in fetches:
+        if t not in slots:
+            raise errors.InternalError(None, t.op, f"fetch {t.name} has no slot")
+        fetch_slots.append(slots[t])
+    fetch_deref = tuple(t.op.op_def.ref_outputs and t not in fed for t in fetches)
+
+    # A slot dies after the last step that reads it, unless it is fetched.
+    keep = set(fetch_slots)
+    last_use = {}
+    for index, (_, _, ins, _) in enumerate(compiled):
+        for s in ins:
+            last_use[s] = index
+    frees = [[] for _ in compiled]
+    for s, index in last_use.items():
+        if s not in keep and s != STEP_SLOT and s not in initial:
+            frees[index].append(s)
+    for index, (_, _, _, outs) in enumerate(compiled):  # outputs nobody reads die at once
+        for s in outs:
+            if s not in last_use and s not in keep:
+                frees[index].append(s)
+    steps = []
+    for (op, fn, ins, outs), dead in zip(compiled, frees, strict=True):
+        out = outs[0] if len(outs) == 1 else (outs or DISCARD_SLOT)
+        steps.append(PlanStep(op, fn, ins, out, tuple(dead)))
+    init_list = [None] * num_slots[0]
+    for s, v in initial.items():
+        init_list[s] = v
+    return Plan(num_slots[0], init_list, feed_slots, tuple(fetch_slots), fetch_deref, steps, ops)
+
+
+def _run_kernel(op, fn, args):
+    with np.errstate(all="ignore"):
+        try:
+            return fn(*args)
+        except errors.OpError:
+            raise
+        except Exception as e:
+            raise op.error(errors.InvalidArgumentError, str(e)) from e

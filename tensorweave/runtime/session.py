@@ -1,0 +1,219 @@
+"""`Session`: runs parts of a graph. The target picks the runtime through a factory registry
+(TF's SessionFactory pattern): '' is the in-process runtime here; the distributed layer
+registers 'grpc://' when it loads, so this module never imports the layer above it."""
+
+import itertools
+import threading
+
+from tensorweave.framework import device_spec, errors
+from tensorweave.framework.graph import _graph_stack, _session_stack, get_default_graph
+from tensorweave.framework.operation import Operation
+from tensorweave.runtime import config as config_lib
+from tensorweave.runtime.device import Device
+from tensorweave.runtime.executor import StepContext, run_plan
+from tensorweave.runtime.fetches import feed_value, fetch_result, flatten_fetches
+from tensorweave.runtime.plan import compile_plan
+
+_FACTORIES = {}
+_step_ids = itertools.count(1)
+
+LOCAL_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
+
+
+def register_session_factory(prefix, factory):
+    """Registers `factory(target, graph, config) -> runtime` for targets starting with `prefix`."""
+    if prefix in _FACTORIES:
+        raise KeyError(f"A session factory for {prefix!r} is already registered")
+    _FACTORIES[prefix] = factory
+
+
+def _runtime_for(target, graph, config):
+    for prefix in sorted(_FACTORIES, key=len, reverse=True):
+        if target.startswith(prefix):
+            return _FACTORIES[prefix](target, graph, config)
+    if target.startswith("grpc://"):
+        import tensorweave.distributed  # noqa: F401 - registers the grpc:// factory
+        return _runtime_for(target, graph, config)
+    raise errors.NotFoundError(None, None, f"No session factory registered for target {target!r}")
+
+
+class LocalRuntime:
+    """The in-process runtime: one CPU device, its variables, and the plans compiled for it."""
+
+    def __init__(self, target, graph, config):
+        self.graph = graph
+        self.config = config
+        self.device = Device(LOCAL_DEVICE)
+        self._plans = {}
+        self._plans_version = graph._mutation_version
+        self._lock = threading.Lock()
+
+    def plan(self, feeds, fetches, targets):
+        graph = self.graph
+        key = (tuple(feeds), tuple(fetches), tuple(targets))
+        if graph._mutation_version != self._plans_version:
+            with self._lock:
+                self._plans.clear()
+                self._plans_version = graph._mutation_version
+        plan = self._plans.get(key)
+        if plan is None:
+            with self._lock:
+                plan = self._plans.get(key)
+                if plan is None:
+                    plan = compile_plan(feeds, fetches, targets, self.device)
+                    check_local_placement(plan.ops, self.config.allow_soft_placement)
+                    self._plans[key] = plan
+        return plan
+
+    def run(self, feeds, feed_values, fetches, targets, options, run_metadata):
+        plan = self.plan(feeds, fetches, targets)
+        return run_plan(plan, feed_values, StepContext(next(_step_ids), options))
+
+    def close(self):
+        self._plans.clear()
+        self.device.resources.clear()
+
+
+def check_local_placement(ops, allow_soft_placement):
+    """Checks that every op's requested device exists in this process (CPU only here)."""
+    for op in ops:
+        if not op.device:
+            continue
+        spec = device_spec.DeviceSpec.from_string(op.device)
+        ok = (spec.job in (None, "localhost") and spec.replica in (None, 0) and spec.task in (None, 0)
+              and spec.device_type in (None, "CPU") and spec.device_index in (None, 0))
+        if not ok and not allow_soft_placement:
+            raise op.error(errors.InvalidArgumentError,
+                           f"Cannot assign a device for operation {op.name}: could not satisfy explicit "
+                           f"device specification '{op.device}' because no device matching it exists in "
+                           f"this process (available: {LOCAL_DEVICE}). Pass "
+                           "tf.ConfigProto(allow_soft_placement=True) to fall back to the CPU")
+
+
+register_session_factory("", LocalRuntime)
+
+
+class BaseSession:
+    """Runs fetches (any nesting of tensors, ops and names) with optional feeds."""
+
+    def __init__(self, target="", graph=None, config=None):
+        self._graph = graph if graph is not None else get_default_graph()
+        self._config = config_lib.as_config(config)
+        self._target = target.decode() if isinstance(target, bytes) else target
+        self._runtime = _runtime_for(self._target, self._graph, self._config)
+        self._closed = False
+        self._context_stack = []
+
+    @property
+    def graph(self):
+        return self._graph
+
+    @property
+    def graph_def(self):
+        return self._graph.as_graph_def()
+
+    @property
+    def sess_str(self):
+        return self._target
+
+    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+        """Runs the graph to compute `fetches`; returns values in the same structure as `fetches`."""
+        if self._closed:
+            raise RuntimeError("Attempted to use a closed Session.")
+        graph = self._graph
+        elements, rebuild = flatten_fetches(graph, fetches)
+        feeds, feed_values = [], []
+        if feed_dict:
+            for key, value in feed_dict.items():
+                tensor = graph.as_graph_element(key, allow_operation=False) if not _is_tensor_of(key, graph) \
+                    else key
+                feeds.append(tensor)
+                feed_values.append(feed_value(tensor, value))
+        fetch_tensors, targets = [], []
+        for e in elements:
+            (targets if isinstance(e, Operation) else fetch_tensors).append(e)
+        values = self._runtime.run(feeds, feed_values, fetch_tensors, targets, options, run_metadata)
+        results = []
+        it = iter(values)
+        for e in elements:
+            results.append(None if isinstance(e, Operation) else fetch_result(next(it)))
+        return rebuild(results)
+
+    def make_callable(self, fetches, feed_list=None, accept_options=False):
+        """A function running `fetches` with positional feeds for `feed_list`, as in TF1."""
+        feed_list = list(feed_list or [])
+
+        def call(*args, **kwargs):
+            return self.run(fetches, dict(zip(feed_list, args, strict=True)), **kwargs)
+        return call
+
+    def list_devices(self):
+        return [self._runtime.device.name]
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self._runtime.close()
+
+    def as_default(self):
+        """Makes this session the default one (for `Tensor.eval` and `Operation.run`) in a block."""
+        from tensorweave.framework.graph import default_session
+        return default_session(self)
+
+    def __enter__(self):
+        graph_ctx = self._graph.as_default()
+        session_ctx = self.as_default()
+        graph_ctx.__enter__()
+        session_ctx.__enter__()
+        self._context_stack.append((graph_ctx, session_ctx))
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        graph_ctx, session_ctx = self._context_stack.pop()
+        session_ctx.__exit__(exc_type, exc, tb)
+        graph_ctx.__exit__(exc_type, exc, tb)
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def _is_tensor_of(key, graph):
+    from tensorweave.framework.tensor import Tensor
+    if isinstance(key, Tensor):
+        if key.graph is not graph:
+            raise ValueError(f"Cannot feed {key.name}: it is not an element of this session's graph.")
+        return True
+    return False
+
+
+class Session(BaseSession):
+    """`tf.Session(target='', graph=None, config=None)`: '' runs in-process, 'grpc://host:port' on a
+    TensorWeave server."""
+
+
+class InteractiveSession(BaseSession):
+    """A session that installs itself as the default session (and its graph as default) at once."""
+
+    def __init__(self, target="", graph=None, config=None):
+        super().__init__(target, graph, config)
+        _session_stack().append(self)
+        _graph_stack().append(self._graph)
+        self._installed = True
+
+    def close(self):
+        if getattr(self, "_installed", False):
+            self._installed = False
+            _remove_last(_session_stack(), self)
+            _remove_last(_graph_stack(), self._graph)
+        super().close()
+
+
+def _remove_last(stack, item):
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is item:
+            del stack[i]
+            return

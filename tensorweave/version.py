@@ -1,0 +1,3 @@
+"""The TensorWeave version."""
+
+__version__ = "0.1.0"
