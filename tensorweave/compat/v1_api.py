@@ -18,7 +18,6 @@ _STATE = "tensorweave.ops.state_ops"
 _CTRL = "tensorweave.ops.control_ops"
 _LOSS = "tensorweave.ops.losses"
 _RT = "tensorweave.runtime"
-_TRAIN = "tensorweave.train"
 
 
 def _names(module, names):
@@ -45,28 +44,6 @@ LOSSES = _names(_LOSS, "sparse_softmax_cross_entropy softmax_cross_entropy sigmo
                 "mean_squared_error absolute_difference log_loss huber_loss compute_weighted_loss "
                 "add_loss get_losses get_total_loss get_regularization_loss get_regularization_losses "
                 "Reduction")
-
-TRAIN = {
-    **_names(f"{_TRAIN}.optimizer", "Optimizer GradientDescentOptimizer"),
-    **_names(f"{_TRAIN}.optimizers", "MomentumOptimizer AdagradOptimizer AdamOptimizer RMSPropOptimizer"),
-    **_names(f"{_TRAIN}.saver", "Saver latest_checkpoint import_meta_graph export_meta_graph "
-             "checkpoint_exists get_checkpoint_state update_checkpoint_state"),
-    **_names(f"{_TRAIN}.training_util", "get_or_create_global_step get_global_step create_global_step "
-             "global_step assert_global_step"),
-    **_names(f"{_TRAIN}.learning_rate_decay", "exponential_decay piecewise_constant inverse_time_decay "
-             "polynomial_decay natural_exp_decay"),
-    "write_graph": "tensorweave.framework.graph_io:write_graph",
-    "Coordinator": f"{_TRAIN}.coordinator:Coordinator",
-}
-
-SUMMARY = {
-    **_names("tensorweave.summary.summary_ops", "scalar histogram merge merge_all image text tensor_summary"),
-    **_names("tensorweave.summary.writer", "FileWriter FileWriterCache"),
-    "Summary": "tensorboard.compat.proto.summary_pb2:Summary",
-    "Event": "tensorboard.compat.proto.event_pb2:Event",
-    "SessionLog": "tensorboard.compat.proto.event_pb2:SessionLog",
-    "summary_iterator": "tensorweave.summary.summary_iterator:summary_iterator",
-}
 
 GFILE = _names("tensorweave.platform.gfile", "Exists MakeDirs DeleteRecursively Remove Glob IsDirectory "
                "ListDirectory Copy Rename Open GFile FastGFile Stat exists makedirs rmtree remove glob "
@@ -149,8 +126,8 @@ ROOT = {
     # sub-namespaces
     "nn": LazyNamespace("tensorweave.nn", NN),
     "losses": LazyNamespace("tensorweave.losses", LOSSES),
-    "train": LazyNamespace("tensorweave.train", TRAIN),
-    "summary": LazyNamespace("tensorweave.summary", SUMMARY),
+    "train": "tensorweave.train",
+    "summary": "tensorweave.summary",
     "random": LazyNamespace("tensorweave.random", RANDOM),
     "math": LazyNamespace("tensorweave.math", MATH),
     "gfile": LazyNamespace("tensorweave.gfile", GFILE),
@@ -169,4 +146,4 @@ ROOT = {
     "VERSION": "tensorweave.version:__version__",
 }
 ROOT["initializers"]._table["global_variables"] = f"{_VAR}:global_variables_initializer"
-ROOT["compat"] = LazyNamespace("tensorweave.compat", {"v1": "tensorweave.compat.v1"})
+ROOT["compat"] = "tensorweave.compat"

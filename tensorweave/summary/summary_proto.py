@@ -15,7 +15,7 @@ import numpy as np
 from google.protobuf import message
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2
 
-from tensorweave.summary.histogram import histogram_proto, real_array
+from tensorweave.summary.histogram_buckets import histogram_proto, real_array
 from tensorweave.summary.png import encode_png
 from tensorweave.summary.wav import encode_wav
 
