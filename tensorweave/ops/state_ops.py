@@ -39,6 +39,8 @@ class VariableCell:
 
     def store(self, value):
         """Stores `value` (already a fresh array owned by the variable) as the new value."""
+        if not isinstance(value, np.ndarray):  # NumPy returns scalars for 0-d results
+            value = np.asarray(value)
         value.flags.writeable = False
         self.value = value
 

@@ -167,21 +167,24 @@ class Variable:
     __hash__ = object.__hash__
 
 
-def _overload_operators():
-    """Every Tensor operator works on a Variable through its snapshot, as in TF1."""
-    names = [n for n in vars(Tensor) if n.startswith("__") and n.endswith("__") and n[2:-2] in _OPERATORS]
-    for name in names:
-        method = getattr(Tensor, name)
-        setattr(Variable, name, lambda self, *args, _m=method: _m(self._snapshot, *args))
-
-
-_OPERATORS = {"add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv",
+_OPERATORS = ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv",
               "mod", "rmod", "pow", "rpow", "matmul", "rmatmul", "neg", "abs", "lt", "le", "gt", "ge",
-              "getitem", "and", "rand", "or", "ror", "xor", "rxor", "invert", "div", "rdiv"}
+              "getitem", "and", "rand", "or", "ror", "xor", "rxor", "invert")
+
+
+def _forward_to_snapshot(name):
+    # Looked up when called, so operators installed on Tensor later are forwarded too.
+    return lambda self, *args: getattr(self._snapshot, name)(*args)
+
+
+for _name in _OPERATORS:
+    setattr(Variable, f"__{_name}__", _forward_to_snapshot(f"__{_name}__"))
 
 
 def _variable_conversion(var, dtype, name):
-    value = var._snapshot
+    # Inside control_dependencies a fresh read is made, ordered after the dependencies: TF1 gets
+    # the same effect by aliasing the variable's buffer (`with deps: tf.identity(v)` sees updates).
+    value = var._snapshot if not var.graph._control_stack else array_ops.identity(var._variable, name="read")
     if dtype is not None and dtypes.as_dtype(dtype) is not value.dtype:
         raise ValueError(f"Incompatible type conversion requested to type {dtypes.as_dtype(dtype).name} "
                          f"for variable {var.name} of type {value.dtype.name}")

@@ -141,7 +141,7 @@ def compile_plan(feeds, fetches, targets, device, fold_constants=True):
             fn = _deref_wrapper(fn, deref)
         if op.op_def.step_kernel:
             ins.insert(0, STEP_SLOT)
-        if (fold_constants and _foldable(op, fed_ops)
+        if (fold_constants and outs and _foldable(op, fed_ops)
                 and all(t.op in folded and t not in fed for t in op.inputs)
                 and all(c in folded for c in op.control_inputs)):
             value = _run_kernel(op, fn, [initial[i] for i in ins])
