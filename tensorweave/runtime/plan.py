@@ -13,8 +13,7 @@ import numpy as np
 
 from tensorweave.framework import errors
 
-STEP_SLOT = 0     # holds the per-step context, for kernels that take it
-DISCARD_SLOT = 1  # where ops without outputs "write" their None result
+from tensorweave.runtime.executor import DISCARD_SLOT, STEP_SLOT, compile_program
 
 
 class PlanStep:
@@ -39,8 +38,7 @@ class Plan:
         self.fetch_deref = fetch_deref
         self.steps = steps
         self.ops = ops
-        # The executor's hot loop reads plain tuples.
-        self.program = tuple((s.fn, s.ins, s.outs, s.frees) for s in steps)
+        self.program = compile_program(self)
 
 
 def prune(feeds, fetches, targets):
