@@ -98,6 +98,25 @@ def _deref_wrapper(fn, positions):
     return deref
 
 
+def _attr_key(value):
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape, value.tobytes()) if value.size <= 64 else id(value)
+    if isinstance(value, list):
+        return tuple(_attr_key(v) for v in value)
+    return value
+
+
+def _cse_key(op, ins):
+    """Two ops with equal keys compute the same values (both stateless)."""
+    try:
+        attrs = tuple(sorted((k, _attr_key(v)) for k, v in op._attrs.items() if k != "_class"))
+        key = (op.type, tuple(ins), attrs, tuple(c._id for c in op.control_inputs))
+        hash(key)
+    except TypeError:  # an unhashable attr: never merge
+        return None
+    return key
+
+
 def _foldable(op, fed_ops):
     d = op.op_def
     return not (d.stateful or d.ref_outputs or d.step_kernel or op in fed_ops)
@@ -120,13 +139,24 @@ def compile_plan(feeds, fetches, targets, device, fold_constants=True):
     initial = {}
     folded = set()
     compiled = []  # (op, fn, input slots, output slots)
+    seen = {}      # common subexpressions: (type, input slots, attrs, control inputs) -> output slots
     for op in ops:
         ins = []
         for t in op.inputs:
             if t not in slots:
                 raise errors.InternalError(None, op, f"input {t.name} has no slot")
             ins.append(slots[t])
+        cse_key = _cse_key(op, ins) if _foldable(op, fed_ops) and op.outputs and \
+            not any(t in fed for t in op.outputs) else None
+        if cse_key is not None and cse_key in seen:
+            for t, slot in zip(op.outputs, seen[cse_key], strict=True):
+                slots[t] = slot
+            if all(s in initial for s in seen[cse_key]):  # merged into a constant: a constant too
+                folded.add(op)
+            continue
         outs = tuple(new_slot() if t in fed else slots.setdefault(t, new_slot()) for t in op.outputs)
+        if cse_key is not None:
+            seen[cse_key] = outs
         try:
             fn = op.op_def.make_kernel(op, device)
         except errors.OpError:
