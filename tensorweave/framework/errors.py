@@ -66,11 +66,15 @@ DataLossError = _subclass("DataLossError", DATA_LOSS, "Unrecoverable data loss o
 UnauthenticatedError = _subclass("UnauthenticatedError", UNAUTHENTICATED,
                                  "The request lacks valid authentication credentials.")
 
-# Raised while building a graph (bad shapes, bad feeds). TF1 programs catch these as ValueError,
+# Raised while building a graph (bad shapes, bad dtypes, bad feeds). TF1 programs catch these as ValueError
+# (or TypeError for dtypes, which TF1 raised as either depending on the call path),
 # newer ones as InvalidArgumentError; being both serves both.
 GraphConstructionError = _subclass("GraphConstructionError", INVALID_ARGUMENT,
                                    "An op cannot be built from these inputs.",
                                    (InvalidArgumentError, ValueError))
+GraphConstructionTypeError = _subclass("GraphConstructionTypeError", INVALID_ARGUMENT,
+                                       "An op cannot be built from inputs of these dtypes.",
+                                       (InvalidArgumentError, TypeError, ValueError))
 FeedError = _subclass("FeedError", INVALID_ARGUMENT, "A fed value does not match the tensor it feeds.",
                       (InvalidArgumentError, ValueError))
 

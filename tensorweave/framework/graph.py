@@ -98,7 +98,10 @@ class Graph:
             except errors.OpError:
                 raise
             except (ValueError, TypeError, IndexError) as e:
-                raise errors.GraphConstructionError(
+                # TF1 raises TypeError for dtype mismatches and ValueError for shapes; keep the kind.
+                cls = errors.GraphConstructionTypeError if isinstance(e, TypeError) else \
+                    errors.GraphConstructionError
+                raise cls(
                     None, None, f"{e}\n\tbuilding op {full_name!r} of type {op_type} "
                     f"(created at {op._site}) from inputs "
                     f"{[f'{t.name}: {t.dtype.name}{t.shape}' for t in inputs]}") from None

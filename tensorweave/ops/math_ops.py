@@ -1,15 +1,44 @@
-"""Math ops: element-wise arithmetic with NumPy broadcasting, matmul, reductions, and the
-operators (`+ - * / // % ** @`, unary `-`, `abs`, `< <= > >=`) on tensors."""
+"""Math ops: element-wise arithmetic with NumPy broadcasting, comparisons, logical ops, matmul,
+reductions, scans, and the operators (`+ - * / // % ** @`, unary `-`, `abs`, `~`, `& | ^`,
+`< <= > >=`) on tensors. `==` and `!=` stay identity, as in TF1.
+
+Each op type is defined once: `define_binary` / `define_unary` / `define_reduction` register the
+shape rule and a kernel that is the NumPy ufunc itself wherever the ufunc already keeps the dtype.
+Composite functions (`clip_by_value`, `reduce_logsumexp`, `tensordot`, ...) are built from these
+ops, as in TF1, so they need no gradient of their own.
+"""
+
+import builtins
 
 import numpy as np
 
 from tensorweave.framework import dtypes
-from tensorweave.framework.op_builder import apply_op, convert_to_tensor, convert_to_tensor_like
+from tensorweave.framework.op_builder import apply_op, convert_to_tensor, convert_to_tensor_like, name_scope
 from tensorweave.framework.op_def import define_op
 from tensorweave.framework.tensor import Tensor
 from tensorweave.framework.tensor_shape import TensorShape
 from tensorweave.ops import array_ops
 from tensorweave.ops.broadcast import broadcast_static_shape, static_reduction_axes
+
+# -- dtype families --------------------------------------------------------------------------------
+
+_FLOATS = frozenset((dtypes.float16, dtypes.float32, dtypes.float64, dtypes.bfloat16))
+_COMPLEX = frozenset((dtypes.complex64, dtypes.complex128))
+_INTS = frozenset((dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64,
+                   dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64))
+_INEXACT = _FLOATS | _COMPLEX
+_REAL = _FLOATS | _INTS
+_NUMERIC = _REAL | _COMPLEX
+_BOOL = frozenset((dtypes.bool,))
+_ANY = None  # no restriction (Equal/NotEqual also compare bools and strings)
+
+
+def _check_dtype(dtype, allowed, param="x"):
+    if allowed is not None and dtype not in allowed:
+        names = ", ".join(sorted(d.name for d in allowed))
+        raise TypeError(f"Value passed to parameter '{param}' has DataType {dtype.name} not in list of "
+                        f"allowed values: {names}")
+
 
 # -- helpers shared by element-wise ops -----------------------------------------------------------
 
@@ -26,38 +55,49 @@ def _binary_inputs(x, y):
     return x, y
 
 
-def _binary_shape(op):
-    x, y = op.inputs
-    if x.dtype is not y.dtype:
-        raise TypeError(f"Input 'y' of '{op.type}' Op has type {y.dtype.name} that does not match type "
-                        f"{x.dtype.name} of argument 'x'.")
-    return [(x.dtype, broadcast_static_shape(x.shape, y.shape))]
+def _binary_shape_fn(allowed, out_dtype=None):
+    def infer(op):
+        x, y = op.inputs
+        if x.dtype is not y.dtype:
+            raise TypeError(f"Input 'y' of '{op.type}' Op has type {y.dtype.name} that does not match type "
+                            f"{x.dtype.name} of argument 'x'.")
+        _check_dtype(x.dtype, allowed)
+        return [(out_dtype or x.dtype, broadcast_static_shape(x.shape, y.shape))]
+    return infer
 
 
-def _compare_shape(op):
-    (_, shape), = _binary_shape(op)
-    return [(dtypes.bool, shape)]
+def _unary_shape_fn(allowed, out_dtype=None):
+    def infer(op):
+        x = op.inputs[0]
+        _check_dtype(x.dtype, allowed)
+        return [(out_dtype or x.dtype, x.shape)]
+    return infer
 
 
-def _unary_shape(op):
-    return [(op.inputs[0].dtype, op.inputs[0].shape)]
+def _fixed_kernel(np_fn):
+    return lambda op, device: np_fn
 
 
-def define_binary(type_name, np_fn, *, grad=None, differentiable=True, compare=False):
-    """Defines a broadcasting element-wise op computed by `np_fn(x, y)`."""
+def define_binary(type_name, np_fn=None, *, grad=None, differentiable=True, compare=False, allowed=_NUMERIC,
+                  kernel=None):
+    """Defines a broadcasting element-wise op computed by `np_fn(x, y)` (ideally a NumPy ufunc).
+
+    `compare`: the output is bool. `kernel`: a factory `(op, device) -> fn` instead of a fixed
+    `np_fn`, for ops whose NumPy function depends on the dtype.
+    """
     op_def = define_op(type_name, differentiable=differentiable)
-    op_def.shape_fn(_compare_shape if compare else _binary_shape)
-    op_def.kernel(lambda op, device: np_fn)
+    op_def.shape_fn(_binary_shape_fn(allowed, dtypes.bool if compare else None))
+    op_def.kernel(kernel or _fixed_kernel(np_fn))
     if grad is not None:
         op_def.gradient(grad)
     return op_def
 
 
-def define_unary(type_name, np_fn, *, grad=None, differentiable=True):
-    """Defines an element-wise op computed by `np_fn(x)`."""
+def define_unary(type_name, np_fn=None, *, grad=None, differentiable=True, allowed=_NUMERIC, kernel=None):
+    """Defines an element-wise op computed by `np_fn(x)` (ideally a NumPy ufunc)."""
     op_def = define_op(type_name, differentiable=differentiable)
-    op_def.shape_fn(_unary_shape)
-    op_def.kernel(lambda op, device: np_fn)
+    op_def.shape_fn(_unary_shape_fn(allowed))
+    op_def.kernel(kernel or _fixed_kernel(np_fn))
     if grad is not None:
         op_def.gradient(grad)
     return op_def
@@ -85,6 +125,40 @@ def _binary_grads(op, gx, gy):
     return sum_to(gx, x), sum_to(gy, y)
 
 
+def _is_int(op):
+    return op.inputs[0].dtype in _INTS
+
+
+def _by_dtype(float_fn, int_fn):
+    """A kernel factory picking the NumPy function by the op's input dtype, once per plan."""
+    return lambda op, device: int_fn if _is_int(op) else float_fn
+
+
+def _int_divisor_checked(fn):
+    def divide(x, y):
+        if not np.all(y):
+            raise ZeroDivisionError("Integer division by zero")
+        return fn(x, y)
+    return divide
+
+
+def _trunc_divide(x, y):
+    """C++ integer division: the quotient rounded toward zero."""
+    q = np.floor_divide(x, y)
+    return q + ((np.remainder(x, y) != 0) & ((x < 0) != (y < 0))).astype(q.dtype)
+
+
+def _floor_divide_float(x, y):
+    # TF's FloorDiv on floats is floor(x / y); NumPy's floor_divide differs near integers (1 // 0.1).
+    q = np.true_divide(x, y)
+    return np.floor(q, out=q) if q.__class__ is np.ndarray else np.floor(q)
+
+
+def _squared_difference(x, y):
+    d = np.subtract(x, y)
+    return np.multiply(d, d, out=d) if d.__class__ is np.ndarray else d * d
+
+
 # -- arithmetic ------------------------------------------------------------------------------------
 
 def _add_grad(op, grad):
@@ -106,15 +180,54 @@ def _mul_grad(op, grad):
     return _binary_grads(op, grad * y, x * grad)
 
 
-def _real_div(x, y):
-    out = np.true_divide(x, y)
-    return out if out.dtype == np.result_type(x, y) else out.astype(np.result_type(x, y))
-
-
-@define_binary("RealDiv", _real_div).gradient
 def _div_grad(op, grad):
     x, y = op.inputs
     return _binary_grads(op, grad / y, negative(grad) * x / (y * y))
+
+
+# RealDiv divides floats; on integers it truncates like C++ (TF's kernel does the same).
+define_binary("RealDiv", kernel=_by_dtype(np.true_divide, _int_divisor_checked(_trunc_divide)), grad=_div_grad)
+# "Div" comes from older TF graphs: true division for floats, truncation for integers.
+define_binary("Div", kernel=_by_dtype(np.true_divide, _int_divisor_checked(_trunc_divide)), grad=_div_grad)
+define_binary("FloorDiv", kernel=_by_dtype(_floor_divide_float, _int_divisor_checked(np.floor_divide)),
+              differentiable=False, allowed=_REAL)
+
+
+@define_binary("FloorMod", kernel=_by_dtype(np.mod, _int_divisor_checked(np.mod)), allowed=_REAL).gradient
+def _floor_mod_grad(op, grad):
+    x, y = op.inputs
+    return _binary_grads(op, grad, negative(grad) * floordiv(x, y))
+
+
+@define_binary("Pow", np.power).gradient
+def _pow_grad(op, grad):
+    x, y = op.inputs
+    z = op.outputs[0]
+    gx = grad * y * pow(x, y - 1)
+    # d/dy x^y = x^y log x, taken as 0 where x <= 0 (as TF); log sees 1 there, so no NaN leaks.
+    positive = array_ops.cast(greater(x, 0), x.dtype)
+    gy = grad * z * log(x * positive + (1 - positive))
+    return _binary_grads(op, gx, gy)
+
+
+def _maximum_or_minimum_grad(select_x):
+    def grad_fn(op, grad):
+        x, y = op.inputs
+        gx = grad * array_ops.cast(select_x(x, y), grad.dtype)
+        return _binary_grads(op, gx, grad - gx)
+    return grad_fn
+
+
+# Ties go to x, as in TF1 (x >= y for Maximum, x <= y for Minimum).
+define_binary("Maximum", np.maximum, allowed=_REAL, grad=_maximum_or_minimum_grad(lambda x, y: greater_equal(x, y)))
+define_binary("Minimum", np.minimum, allowed=_REAL, grad=_maximum_or_minimum_grad(lambda x, y: less_equal(x, y)))
+
+
+@define_binary("SquaredDifference", _squared_difference).gradient
+def _squared_difference_grad(op, grad):
+    x, y = op.inputs
+    gx = grad * 2.0 * (x - y)
+    return _binary_grads(op, gx, negative(gx))
 
 
 AddN = define_op("AddN")
@@ -127,17 +240,24 @@ def _add_n_shape(op):
         if t.dtype is not op.inputs[0].dtype:
             raise TypeError(f"AddN inputs must share one dtype, got {op.inputs[0].dtype.name} and {t.dtype.name}")
         shape = shape.merge_with(t.shape)
+    _check_dtype(op.inputs[0].dtype, _NUMERIC, "inputs")
     return [(op.inputs[0].dtype, shape)]
 
 
-@AddN.kernel
-def _add_n_kernel(op, device):
-    def add_n_values(*xs):
-        out = np.add(xs[0], xs[1]) if len(xs) > 1 else np.array(xs[0], copy=True)
+def _add_n_values(*xs):
+    if len(xs) == 1:
+        return xs[0]
+    out = np.add(xs[0], xs[1])
+    if out.__class__ is not np.ndarray:  # scalars: NumPy returns immutable scalars
         for x in xs[2:]:
-            np.add(out, x, out=out)
+            out = np.add(out, x)
         return out
-    return add_n_values
+    for x in xs[2:]:
+        np.add(out, x, out=out)
+    return out
+
+
+AddN.kernel(_fixed_kernel(_add_n_values))
 
 
 @AddN.gradient
@@ -145,12 +265,18 @@ def _add_n_grad(op, grad):
     return tuple(grad for _ in op.inputs)
 
 
-def add_n(inputs, name=None):
-    """`tf.add_n`: the element-wise sum of a list of tensors of one shape and dtype."""
-    inputs = [convert_to_tensor(t) for t in inputs]
-    if len(inputs) == 1:
-        return inputs[0]
-    return apply_op("AddN", inputs, name=name or "AddN")
+# -- element-wise unary ops --------------------------------------------------------------------------
+
+def _sigmoid_values(x):
+    out = np.negative(x, out=np.empty_like(x))
+    np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
+
+
+def _rsqrt_values(x):
+    out = np.sqrt(x, out=np.empty_like(x))
+    return np.reciprocal(out, out=out)
 
 
 @define_unary("Neg", np.negative).gradient
@@ -158,14 +284,45 @@ def _neg_grad(op, grad):
     return (negative(grad),)
 
 
-@define_unary("Log", np.log).gradient
+@define_unary("Abs", np.abs, allowed=_REAL).gradient
+def _abs_grad(op, grad):
+    return (grad * sign(op.inputs[0]),)
+
+
+@define_unary("Sign", np.sign, allowed=_REAL).gradient
+def _sign_grad(op, grad):
+    return (array_ops.zeros_like(op.inputs[0]),)
+
+
+@define_unary("Square", np.square).gradient
+def _square_grad(op, grad):
+    return (grad * (2.0 * op.inputs[0]),)
+
+
+@define_unary("Exp", np.exp, allowed=_INEXACT).gradient
+def _exp_grad(op, grad):
+    return (grad * op.outputs[0],)
+
+
+@define_unary("Log", np.log, allowed=_INEXACT).gradient
 def _log_grad(op, grad):
     return (grad * reciprocal(op.inputs[0]),)
 
 
-@define_unary("Exp", np.exp).gradient
-def _exp_grad(op, grad):
-    return (grad * op.outputs[0],)
+@define_unary("Log1p", np.log1p, allowed=_INEXACT).gradient
+def _log1p_grad(op, grad):
+    return (grad * reciprocal(1.0 + op.inputs[0]),)
+
+
+@define_unary("Sqrt", np.sqrt, allowed=_INEXACT).gradient
+def _sqrt_grad(op, grad):
+    return (grad * 0.5 / op.outputs[0],)
+
+
+@define_unary("Rsqrt", _rsqrt_values, allowed=_INEXACT).gradient
+def _rsqrt_grad(op, grad):
+    y = op.outputs[0]
+    return (grad * (y * square(y)) * -0.5,)
 
 
 @define_unary("Reciprocal", np.reciprocal).gradient
@@ -173,6 +330,45 @@ def _reciprocal_grad(op, grad):
     y = op.outputs[0]
     return (negative(grad) * y * y,)
 
+
+@define_unary("Tanh", np.tanh, allowed=_INEXACT).gradient
+def _tanh_grad(op, grad):
+    y = op.outputs[0]
+    return (grad * (1.0 - square(y)),)
+
+
+@define_unary("Sigmoid", _sigmoid_values, allowed=_INEXACT).gradient
+def _sigmoid_grad(op, grad):
+    y = op.outputs[0]
+    return (grad * y * (1.0 - y),)
+
+
+@define_unary("Sin", np.sin, allowed=_INEXACT).gradient
+def _sin_grad(op, grad):
+    return (grad * cos(op.inputs[0]),)
+
+
+@define_unary("Cos", np.cos, allowed=_INEXACT).gradient
+def _cos_grad(op, grad):
+    return (grad * negative(sin(op.inputs[0])),)
+
+
+# Piecewise constant: TF gives these no gradient.
+define_unary("Floor", np.floor, allowed=_FLOATS, differentiable=False)
+define_unary("Ceil", np.ceil, allowed=_FLOATS, differentiable=False)
+# np.rint rounds half to even, like TF's Round; integers are already round.
+define_unary("Round", kernel=_by_dtype(np.rint, lambda x: x), allowed=_REAL, differentiable=False)
+
+# -- comparisons and logic -------------------------------------------------------------------------
+
+for _type, _fn, _allowed in (("Equal", np.equal, _ANY), ("NotEqual", np.not_equal, _ANY),
+                             ("Less", np.less, _REAL), ("LessEqual", np.less_equal, _REAL),
+                             ("Greater", np.greater, _REAL), ("GreaterEqual", np.greater_equal, _REAL)):
+    define_binary(_type, _fn, compare=True, differentiable=False, allowed=_allowed)
+del _type, _fn, _allowed
+define_binary("LogicalAnd", np.logical_and, differentiable=False, allowed=_BOOL)
+define_binary("LogicalOr", np.logical_or, differentiable=False, allowed=_BOOL)
+define_unary("LogicalNot", np.logical_not, differentiable=False, allowed=_BOOL)
 
 # -- MatMul ------------------------------------------------------------------------------------
 
@@ -220,20 +416,11 @@ def _matmul_grad(op, grad):
                                                                        transpose_b=True)
 
 
-def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False,
-           a_is_sparse=False, b_is_sparse=False, name=None):
-    """`tf.matmul`: the matrix product of 2-D tensors `a` and `b` (optionally transposed)."""
-    a, b = _binary_inputs(a, b)
-    return apply_op("MatMul", [a, b], {"transpose_a": bool(transpose_a or adjoint_a),
-                                       "transpose_b": bool(transpose_b or adjoint_b)},
-                    name=name or "MatMul")
-
-
 # -- reductions ------------------------------------------------------------------------------------
 
 def _axis_list(axis, rank):
     if axis is None:
-        return None if rank is None else list(range(rank))
+        return None if rank is None else list(builtins.range(rank))
     axes = [int(a) for a in np.asarray(axis).reshape(-1)]
     if rank is not None:
         for a in axes:
@@ -243,52 +430,116 @@ def _axis_list(axis, rank):
     return axes
 
 
-def _reduction_shape(op):
-    x, axis_t = op.inputs
-    keep = op.get_attr("keep_dims")
-    dtype = dtypes.bool if op.type in ("Any", "All") else x.dtype
-    axes = array_ops.static_value(axis_t)
-    rank = x.shape.ndims
+def _static_axes(op):
+    """The reduction axes of `op` as a sorted tuple, if they are known while building the graph."""
+    axes = array_ops.static_value(op.inputs[1])
+    rank = op.inputs[0].shape.ndims
     if axes is None or rank is None:
-        return [(dtype, TensorShape(None if not keep or rank is None else [None] * rank))]
-    axes = set(_axis_list(axes, rank))
-    dims = x.shape.as_list()
-    if keep:
-        return [(dtype, TensorShape([1 if i in axes else d for i, d in enumerate(dims)]))]
-    return [(dtype, TensorShape([d for i, d in enumerate(dims) if i not in axes]))]
+        return None
+    return tuple(sorted(set(_axis_list(axes, rank))))
 
 
-def define_reduction(type_name, np_fn, *, grad=None, differentiable=True):
-    """Defines a reduction `np_fn(x, axis=tuple, keepdims=bool)` over the axes of input 1."""
+def _runtime_axes(axes):
+    return tuple(int(a) for a in np.asarray(axes).reshape(-1))
+
+
+def _reduction_shape_fn(allowed, out_dtype=None):
+    def infer(op):
+        x, axis_t = op.inputs
+        _check_dtype(x.dtype, allowed, "input")
+        if axis_t.dtype not in (dtypes.int32, dtypes.int64):
+            raise TypeError(f"Reduction axes must be int32 or int64, got {axis_t.dtype.name}")
+        keep = op.get_attr("keep_dims")
+        dtype = out_dtype or x.dtype
+        rank = x.shape.ndims
+        axes = _static_axes(op)
+        if axes is None:
+            return [(dtype, TensorShape(None if not keep or rank is None else [None] * rank))]
+        dims = x.shape.as_list()
+        if keep:
+            return [(dtype, TensorShape([1 if i in axes else d for i, d in enumerate(dims)]))]
+        return [(dtype, TensorShape([d for i, d in enumerate(dims) if i not in axes]))]
+    return infer
+
+
+def define_reduction(type_name, np_fn, *, grad=None, differentiable=True, allowed=_NUMERIC, out_dtype=None,
+                     pass_dtype=False):
+    """Defines a reduction `np_fn(x, axis=tuple, keepdims=bool)` over the axes of input 1.
+
+    `np_fn` must return the op's dtype; `pass_dtype` passes `dtype=` to it (NumPy sums small
+    integers in the platform integer otherwise).
+    """
     op_def = define_op(type_name, differentiable=differentiable)
-    op_def.shape_fn(_reduction_shape)
+    op_def.shape_fn(_reduction_shape_fn(allowed, out_dtype))
 
     @op_def.kernel
     def _kernel(op, device):
         keep = op.get_attr("keep_dims")
-        out_dtype = op.outputs[0].dtype.as_numpy_dtype
-
-        def reduce(x, axes):
-            axes = tuple(int(a) for a in np.asarray(axes).reshape(-1))
-            return np.asarray(np_fn(x, axis=axes, keepdims=keep), dtype=out_dtype)
-        return reduce
+        kwargs = {"dtype": op.outputs[0].dtype.as_numpy_dtype} if pass_dtype else {}
+        axes = _static_axes(op)
+        if axes is not None:
+            if kwargs:
+                np_dtype = kwargs["dtype"]
+                return lambda x, _: np_fn(x, axis=axes, keepdims=keep, dtype=np_dtype)
+            return lambda x, _: np_fn(x, axis=axes, keepdims=keep)
+        return lambda x, axes_value: np_fn(x, axis=_runtime_axes(axes_value), keepdims=keep, **kwargs)
     if grad is not None:
         op_def.gradient(grad)
     return op_def
 
 
-def _reduction_input(op_type, input_tensor, axis, keepdims, keep_dims, name, default_name):
+def _mean_values(x, axis, keepdims):
+    out = np.mean(x, axis=axis, keepdims=keepdims)
+    # Integer means are computed in float64; TF truncates toward zero, as astype does.
+    return out if out.dtype == x.dtype else out.astype(x.dtype)
+
+
+def _lowest(dtype):
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _highest(dtype):
+    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max
+
+
+def _max_values(x, axis, keepdims):
+    if x.size:
+        return np.max(x, axis=axis, keepdims=keepdims)
+    return np.max(x, axis=axis, keepdims=keepdims, initial=_lowest(x.dtype))  # TF: lowest value
+
+
+def _min_values(x, axis, keepdims):
+    if x.size:
+        return np.min(x, axis=axis, keepdims=keepdims)
+    return np.min(x, axis=axis, keepdims=keepdims, initial=_highest(x.dtype))
+
+
+def _reduction_input(op_type, input_tensor, axis, keepdims, keep_dims, name, default_name,
+                     reduction_indices=None):
     x = convert_to_tensor(input_tensor)
-    keep = bool(keepdims if keepdims is not None else (keep_dims or False))
+    keep = _keep_dims_arg(keepdims, keep_dims)
+    axis = _axis_arg(axis, reduction_indices)
     if axis is None:
         rank = x.shape.ndims
-        axis_t = array_ops.constant(list(range(rank)), dtype=dtypes.int32) if rank is not None else \
+        axis_t = array_ops.constant(list(builtins.range(rank)), dtype=dtypes.int32) if rank is not None else \
             _range_of_rank(x)
     elif isinstance(axis, Tensor):
         axis_t = axis
     else:
         axis_t = array_ops.constant(axis, dtype=dtypes.int32)
     return apply_op(op_type, [x, axis_t], {"keep_dims": keep}, name=name or default_name)
+
+
+def _keep_dims_arg(keepdims, keep_dims):
+    if keepdims is not None and keep_dims is not None:
+        raise ValueError("Cannot specify both 'keepdims' and 'keep_dims'")
+    return bool(keepdims if keepdims is not None else (keep_dims or False))
+
+
+def _axis_arg(axis, reduction_indices):
+    if axis is not None and reduction_indices is not None:
+        raise ValueError("Cannot specify both 'axis' and 'reduction_indices'")
+    return reduction_indices if axis is None else axis
 
 
 def _range_of_rank(x):
@@ -298,9 +549,8 @@ def _range_of_rank(x):
 def _reduced_shape_keepdims(op):
     """Shape of the reduction output with kept dims, as a list (static) or tensor (dynamic)."""
     x, axis_t = op.inputs
-    axes = array_ops.static_value(axis_t)
-    if axes is not None and x.shape.ndims is not None:
-        axes = set(_axis_list(axes, x.shape.ndims))
+    axes = _static_axes(op)
+    if axes is not None:
         dims = x.shape.as_list()
         if all(d is not None for i, d in enumerate(dims) if i not in axes):
             return [1 if i in axes else d for i, d in enumerate(dims)]
@@ -325,14 +575,55 @@ def _mean_grad(op, grad):
     x, out = op.inputs[0], op.outputs[0]
     n_in, n_out = x.shape.num_elements(), out.shape.num_elements()
     if n_in is not None and n_out is not None:
-        scale = array_ops.constant(n_out / max(n_in, 1), dtype=grad.dtype)
+        scale = array_ops.constant(n_out / builtins.max(n_in, 1), dtype=grad.dtype)
     else:
         scale = array_ops.cast(array_ops.size(out), grad.dtype) / array_ops.cast(array_ops.size(x), grad.dtype)
     return _broadcast_back(op, grad) * scale, None
 
 
-Sum = define_reduction("Sum", np.sum, grad=_sum_grad)
-Mean = define_reduction("Mean", np.mean, grad=_mean_grad)
+def _min_or_max_grad(op, grad):
+    """TF's rule: the gradient is split evenly among the elements equal to the extremum."""
+    x, y = op.inputs[0], op.outputs[0]
+    if not op.get_attr("keep_dims"):
+        kept = _reduced_shape_keepdims(op)
+        y = array_ops.reshape(y, kept)
+        grad = array_ops.reshape(grad, kept)
+    indicators = array_ops.cast(equal(y, x), grad.dtype)
+    num_selected = reduce_sum(indicators, axis=op.inputs[1], keepdims=True)
+    return indicators / num_selected * grad, None
+
+
+def _exclusive_product(y, axis):
+    """For each element along `axis`, the product of all the others (exact with zeros)."""
+    return cumprod(y, axis, exclusive=True) * cumprod(y, axis, exclusive=True, reverse=True)
+
+
+def _prod_grad(op, grad):
+    x = op.inputs[0]
+    g = _broadcast_back(op, grad)
+    axes = _static_axes(op)
+    if axes is None:  # dynamic axes: the simple rule, which needs x free of zeros
+        y = op.outputs[0]
+        if not op.get_attr("keep_dims"):
+            y = array_ops.reshape(y, _reduced_shape_keepdims(op))
+        return g * y / x, None
+    # The product of the other elements of a reduced group factors axis by axis:
+    # others(x) = excl_{a_k}(x) * excl_{a_k-1}(prod_{a_k} x) * ... (no transposes, exact with zeros).
+    others, partial = None, x
+    for axis in reversed(axes):
+        factor = _exclusive_product(partial, axis)
+        others = factor if others is None else others * factor
+        partial = reduce_prod(partial, axis=axis, keepdims=True)
+    return (g if others is None else g * others), None
+
+
+Sum = define_reduction("Sum", np.sum, grad=_sum_grad, pass_dtype=True)
+Mean = define_reduction("Mean", _mean_values, grad=_mean_grad)
+Prod = define_reduction("Prod", np.prod, grad=_prod_grad, pass_dtype=True)
+Max = define_reduction("Max", _max_values, grad=_min_or_max_grad, allowed=_REAL)
+Min = define_reduction("Min", _min_values, grad=_min_or_max_grad, allowed=_REAL)
+Any = define_reduction("Any", np.any, differentiable=False, allowed=_BOOL, out_dtype=dtypes.bool)
+All = define_reduction("All", np.all, differentiable=False, allowed=_BOOL, out_dtype=dtypes.bool)
 
 ReducedShape = define_op("ReducedShape", differentiable=False)
 
@@ -346,84 +637,546 @@ def _reduced_shape_shape(op):
 def _reduced_shape_kernel(op, device):
     def reduced(shape, axes):
         out = np.array(shape, dtype=np.int32)
-        out[np.asarray(axes, dtype=np.int64).reshape(-1) % max(len(out), 1)] = 1
+        out[np.asarray(axes, dtype=np.int64).reshape(-1) % builtins.max(len(out), 1)] = 1
         return out
     return reduced
 
 
+# -- ArgMax / ArgMin -------------------------------------------------------------------------------
+
+def _arg_reduce_shape(op):
+    x, dim = op.inputs
+    _check_dtype(x.dtype, _REAL | _BOOL, "input")
+    _check_dtype(dim.dtype, frozenset((dtypes.int32, dtypes.int64)), "dimension")
+    out = op.get_attr("output_type")
+    _check_dtype(out, frozenset((dtypes.int32, dtypes.int64)), "output_type")
+    rank = x.shape.ndims
+    axis = array_ops.static_value(dim)
+    if rank is None:
+        return [(out, TensorShape(None))]
+    if rank == 0:
+        raise ValueError(f"{op.type} needs an input of rank at least 1, got a scalar")
+    if axis is None:
+        return [(out, TensorShape([None] * (rank - 1)))]
+    axis = int(np.asarray(axis).reshape(()))
+    if not -rank <= axis < rank:
+        raise ValueError(f"Expected dimension in the range [{-rank}, {rank}), but got {axis}")
+    dims = x.shape.as_list()
+    del dims[axis % rank]
+    return [(out, TensorShape(dims))]
+
+
+def _arg_reduce_kernel(np_fn):
+    def make(op, device):
+        out = op.get_attr("output_type").as_numpy_dtype
+        axis = array_ops.static_value(op.inputs[1])
+        if axis is not None:
+            axis = int(np.asarray(axis).reshape(()))
+            return lambda x, _: np_fn(x, axis=axis).astype(out, copy=False)
+        return lambda x, dim: np_fn(x, axis=int(dim)).astype(out, copy=False)
+    return make
+
+
+for _type, _fn in (("ArgMax", np.argmax), ("ArgMin", np.argmin)):
+    _arg_def = define_op(_type, differentiable=False)
+    _arg_def.shape_fn(_arg_reduce_shape)
+    _arg_def.kernel(_arg_reduce_kernel(_fn))
+del _type, _fn, _arg_def
+
+# -- scans: Cumsum, Cumprod ------------------------------------------------------------------------
+
+
+def _scan_shape(op):
+    x, axis = op.inputs
+    _check_dtype(x.dtype, _NUMERIC)
+    _check_dtype(axis.dtype, frozenset((dtypes.int32, dtypes.int64)), "axis")
+    rank = x.shape.ndims
+    value = array_ops.static_value(axis)
+    if rank is not None and value is not None:
+        a = int(np.asarray(value).reshape(()))
+        if rank == 0 or not -rank <= a < rank:
+            raise ValueError(f"{op.type} axis {a} is out of range for input of rank {rank}")
+    return [(x.dtype, x.shape)]
+
+
+def _scan_kernel(np_scan, identity):
+    def make(op, device):
+        exclusive, reverse = op.get_attr("exclusive"), op.get_attr("reverse")
+        dtype = op.outputs[0].dtype.as_numpy_dtype
+        static = array_ops.static_value(op.inputs[1])
+        static = None if static is None else int(np.asarray(static).reshape(()))
+        if not exclusive and not reverse and static is not None:
+            return lambda x, _: np_scan(x, axis=static, dtype=dtype)
+
+        def scan(x, axis):
+            axis = (static if static is not None else int(axis)) % x.ndim
+            if reverse:
+                x = np.flip(x, axis)
+            out = np_scan(x, axis=axis, dtype=dtype)
+            if exclusive:
+                shifted = np.empty_like(out)
+                head = (slice(None),) * axis
+                shifted[head + (slice(0, 1),)] = identity
+                shifted[head + (slice(1, None),)] = out[head + (slice(0, -1),)]
+                out = shifted
+            return np.flip(out, axis) if reverse else out
+        return scan
+    return make
+
+
+def _define_scan(type_name, np_scan, identity):
+    op_def = define_op(type_name)
+    op_def.shape_fn(_scan_shape)
+    op_def.kernel(_scan_kernel(np_scan, identity))
+    return op_def
+
+
+@_define_scan("Cumsum", np.cumsum, 0).gradient
+def _cumsum_grad(op, grad):
+    return cumsum(grad, op.inputs[1], exclusive=op.get_attr("exclusive"),
+                  reverse=not op.get_attr("reverse")), None
+
+
+@_define_scan("Cumprod", np.cumprod, 1).gradient
+def _cumprod_grad(op, grad):
+    # TF's rule; like TF's it needs x free of zeros.
+    x, axis = op.inputs
+    exclusive, reverse = op.get_attr("exclusive"), op.get_attr("reverse")
+    prod = cumprod(x, axis, exclusive=exclusive, reverse=reverse)
+    out = cumsum(prod * grad, axis, exclusive=exclusive, reverse=not reverse)
+    return out / x, None
+
+
+# -- Range -------------------------------------------------------------------------------------
+
+_RANGE_DTYPES = (dtypes.int32, dtypes.int64, dtypes.float32, dtypes.float64)
+
 Range = define_op("Range", differentiable=False)
+
+
+def _range_length(start, limit, delta, is_int):
+    if delta == 0:
+        raise ValueError("Requires delta != 0")
+    if (delta > 0 and start > limit) or (delta < 0 and start < limit):
+        raise ValueError(f"Requires start <= limit when delta > 0 (start >= limit when delta < 0): "
+                         f"start={start}, limit={limit}, delta={delta}")
+    if is_int:
+        return len(builtins.range(int(start), int(limit), int(delta)))
+    return int(np.ceil(builtins.abs((float(limit) - float(start)) / float(delta))))
 
 
 @Range.shape_fn
 def _range_shape(op):
-    start, limit, delta = (array_ops.static_value(t) for t in op.inputs)
     dtype = op.inputs[0].dtype
+    for t, param in zip(op.inputs, ("start", "limit", "delta"), strict=True):
+        if t.dtype is not dtype:
+            raise TypeError(f"Range inputs must share one dtype: '{param}' is {t.dtype.name}, "
+                            f"'start' is {dtype.name}")
+        _check_dtype(t.dtype, _REAL, param)
+        if t.shape.ndims not in (None, 0):
+            raise ValueError(f"Range '{param}' must be a scalar, got shape {t.shape}")
+    start, limit, delta = (array_ops.static_value(t) for t in op.inputs)
     if start is not None and limit is not None and delta is not None:
-        return [(dtype, TensorShape([len(range(int(start), int(limit), int(delta)))
-                                     if dtype.is_integer else
-                                     int(np.ceil((float(limit) - float(start)) / float(delta)))]))]
+        return [(dtype, TensorShape([_range_length(start.item(), limit.item(), delta.item(), dtype.is_integer)]))]
     return [(dtype, TensorShape([None]))]
 
 
 @Range.kernel
 def _range_kernel(op, device):
     dtype = op.outputs[0].dtype.as_numpy_dtype
-    return lambda start, limit, delta: np.arange(start, limit, delta, dtype=dtype)
+    is_int = op.outputs[0].dtype.is_integer
+
+    def arange(start, limit, delta):
+        n = _range_length(start.item(), limit.item(), delta.item(), is_int)
+        return (start + np.arange(n, dtype=dtype) * delta).astype(dtype, copy=False)
+    return arange
 
 
-def reduce_sum(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
-    """`tf.reduce_sum`: the sum over `axis` (all axes if None)."""
-    axis = reduction_indices if axis is None else axis
-    return _reduction_input("Sum", input_tensor, axis, keepdims, keep_dims, name, "Sum")
+# -- Python wrappers -------------------------------------------------------------------------------
 
-
-def reduce_mean(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
-    """`tf.reduce_mean`: the mean over `axis` (all axes if None)."""
-    axis = reduction_indices if axis is None else axis
-    return _reduction_input("Mean", input_tensor, axis, keepdims, keep_dims, name, "Mean")
-
-
-# -- Python wrappers and operators -------------------------------------------------------------
-
-def _binary_wrapper(op_type, default_name):
+def _binary_wrapper(op_type, default_name, tf_name=None):
     def fn(x, y, name=None):
         x, y = _binary_inputs(x, y)
         return apply_op(op_type, [x, y], name=name or default_name)
-    fn.__name__ = default_name
-    fn.__doc__ = f"`tf.{default_name}`: element-wise {op_type} with NumPy broadcasting."
+    fn.__name__ = tf_name or default_name
+    fn.__qualname__ = fn.__name__
+    fn.__doc__ = f"`tf.{tf_name or default_name}(x, y, name=None)`: element-wise {op_type} with NumPy broadcasting."
     return fn
 
 
-def _unary_wrapper(op_type, default_name):
+def _unary_wrapper(op_type, tf_name):
     def fn(x, name=None):
-        return apply_op(op_type, [convert_to_tensor(x)], name=name or default_name)
-    fn.__name__ = default_name
-    fn.__doc__ = f"`tf.{default_name}`: element-wise {op_type}."
+        return apply_op(op_type, [convert_to_tensor(x)], name=name or op_type)
+    fn.__name__ = tf_name
+    fn.__qualname__ = tf_name
+    fn.__doc__ = f"`tf.{tf_name}(x, name=None)`: element-wise {op_type}."
     return fn
 
 
-add = _binary_wrapper("AddV2", "add")
-subtract = _binary_wrapper("Sub", "sub")
-multiply = _binary_wrapper("Mul", "mul")
-divide_real = _binary_wrapper("RealDiv", "truediv")
-negative = _unary_wrapper("Neg", "Neg")
-log = _unary_wrapper("Log", "Log")
-exp = _unary_wrapper("Exp", "Exp")
-reciprocal = _unary_wrapper("Reciprocal", "Reciprocal")
+add = _binary_wrapper("Add", "Add", "add")
+subtract = _binary_wrapper("Sub", "Sub", "subtract")
+multiply = _binary_wrapper("Mul", "Mul", "multiply")
+floordiv = _binary_wrapper("FloorDiv", "floordiv")
+floormod = _binary_wrapper("FloorMod", "FloorMod", "floormod")
+mod = floormod
+pow = _binary_wrapper("Pow", "Pow", "pow")  # noqa: A001 - TF's public name
+maximum = _binary_wrapper("Maximum", "Maximum", "maximum")
+minimum = _binary_wrapper("Minimum", "Minimum", "minimum")
+squared_difference = _binary_wrapper("SquaredDifference", "SquaredDifference", "squared_difference")
+equal = _binary_wrapper("Equal", "Equal", "equal")
+not_equal = _binary_wrapper("NotEqual", "NotEqual", "not_equal")
+less = _binary_wrapper("Less", "Less", "less")
+less_equal = _binary_wrapper("LessEqual", "LessEqual", "less_equal")
+greater = _binary_wrapper("Greater", "Greater", "greater")
+greater_equal = _binary_wrapper("GreaterEqual", "GreaterEqual", "greater_equal")
+logical_and = _binary_wrapper("LogicalAnd", "LogicalAnd", "logical_and")
+logical_or = _binary_wrapper("LogicalOr", "LogicalOr", "logical_or")
+
+negative = _unary_wrapper("Neg", "negative")
+abs = _unary_wrapper("Abs", "abs")  # noqa: A001
+sign = _unary_wrapper("Sign", "sign")
+square = _unary_wrapper("Square", "square")
+exp = _unary_wrapper("Exp", "exp")
+log = _unary_wrapper("Log", "log")
+log1p = _unary_wrapper("Log1p", "log1p")
+sqrt = _unary_wrapper("Sqrt", "sqrt")
+rsqrt = _unary_wrapper("Rsqrt", "rsqrt")
+reciprocal = _unary_wrapper("Reciprocal", "reciprocal")
+tanh = _unary_wrapper("Tanh", "tanh")
+sigmoid = _unary_wrapper("Sigmoid", "sigmoid")
+sin = _unary_wrapper("Sin", "sin")
+cos = _unary_wrapper("Cos", "cos")
+floor = _unary_wrapper("Floor", "floor")
+ceil = _unary_wrapper("Ceil", "ceil")
+round = _unary_wrapper("Round", "round")  # noqa: A001
+logical_not = _unary_wrapper("LogicalNot", "logical_not")
+
+
+def _float_for_int(dtype):
+    # TF1's truediv: 8- and 16-bit integers divide as float32, wider ones as float64.
+    return dtypes.float32 if dtype.size <= 2 else dtypes.float64
 
 
 def truediv(x, y, name=None):
     """`tf.truediv`: x / y; integer inputs are divided as floats (as in Python 3)."""
     x, y = _binary_inputs(x, y)
-    if x.dtype.is_integer:
-        target = dtypes.float64 if x.dtype.size > 2 else dtypes.float32
+    if x.dtype in _INTS and x.dtype is y.dtype:
+        target = _float_for_int(x.dtype)
         x, y = array_ops.cast(x, target), array_ops.cast(y, target)
     return apply_op("RealDiv", [x, y], name=name or "truediv")
 
 
-div = truediv
-divide = truediv
+def divide(x, y, name=None):
+    """`tf.divide`: x / y with Python 3 semantics (integers divide as floats)."""
+    return truediv(x, y, name=name)
 
+
+def div(x, y, name=None):
+    """`tf.div`: Python 2 division: floor division for integers, true division for floats."""
+    x, y = _binary_inputs(x, y)
+    if x.dtype in _INTS:
+        return apply_op("FloorDiv", [x, y], name=name or "div")
+    return apply_op("RealDiv", [x, y], name=name or "div")
+
+
+def logical_xor(x, y, name="LogicalXor"):
+    """`tf.logical_xor`: element-wise x XOR y, as (x OR y) AND NOT (x AND y)."""
+    x, y = _binary_inputs(x, y)
+    return apply_op("LogicalAnd", [logical_or(x, y), logical_not(logical_and(x, y))], name=name)
+
+
+def add_n(inputs, name=None):
+    """`tf.add_n`: the element-wise sum of a list of tensors of one shape and dtype."""
+    if not isinstance(inputs, (list, tuple)) or not inputs:
+        raise ValueError("inputs must be a non-empty list of tensors of one shape and dtype")
+    inputs = [convert_to_tensor(t) for t in inputs]
+    if len(inputs) == 1:
+        return array_ops.identity(inputs[0], name=name) if name else inputs[0]
+    return apply_op("AddN", inputs, name=name or "AddN")
+
+
+def scalar_mul(scalar, x, name=None):
+    """`tf.scalar_mul`: multiplies every element of `x` by the 0-D `scalar`."""
+    x = convert_to_tensor(x)
+    scalar = convert_to_tensor_like(scalar, x)
+    if scalar.shape.ndims != 0:
+        raise ValueError(f"Only scalar multiply works, got shape {scalar.shape}")
+    return apply_op("Mul", [scalar, x], name=name or "scalar_mul")
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False,
+           a_is_sparse=False, b_is_sparse=False, name=None):
+    """`tf.matmul`: the matrix product of 2-D tensors `a` and `b` (optionally transposed)."""
+    a, b = _binary_inputs(a, b)
+    return apply_op("MatMul", [a, b], {"transpose_a": bool(transpose_a or adjoint_a),
+                                       "transpose_b": bool(transpose_b or adjoint_b)},
+                    name=name or "MatMul")
+
+
+# -- reduction wrappers ----------------------------------------------------------------------------
+
+def _reduction_wrapper(op_type, tf_name, what):
+    def fn(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+        return _reduction_input(op_type, input_tensor, axis, keepdims, keep_dims, name, op_type,
+                                reduction_indices)
+    fn.__name__ = tf_name
+    fn.__qualname__ = tf_name
+    fn.__doc__ = (f"`tf.{tf_name}(input_tensor, axis=None, keepdims=None, name=None)`: {what} over `axis` "
+                  "(all axes if None; negative axes count from the end). `keep_dims` and "
+                  "`reduction_indices` are TF1's older spellings.")
+    return fn
+
+
+reduce_sum = _reduction_wrapper("Sum", "reduce_sum", "the sum")
+reduce_mean = _reduction_wrapper("Mean", "reduce_mean", "the mean")
+reduce_prod = _reduction_wrapper("Prod", "reduce_prod", "the product")
+reduce_max = _reduction_wrapper("Max", "reduce_max", "the maximum")
+reduce_min = _reduction_wrapper("Min", "reduce_min", "the minimum")
+reduce_any = _reduction_wrapper("Any", "reduce_any", "the logical OR")
+reduce_all = _reduction_wrapper("All", "reduce_all", "the logical AND")
+
+
+def _shape_tensor_of(t):
+    return t.shape.as_list() if t.shape.is_fully_defined() else array_ops.shape(t)
+
+
+def reduce_logsumexp(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+    """`tf.reduce_logsumexp`: log(sum(exp(x))) over `axis`, computed without overflow."""
+    keep = _keep_dims_arg(keepdims, keep_dims)
+    axis = _axis_arg(axis, reduction_indices)
+    with name_scope(name, "ReduceLogSumExp", [input_tensor]) as scope:
+        x = convert_to_tensor(input_tensor)
+        if x.dtype not in _FLOATS:
+            raise TypeError(f"reduce_logsumexp needs a floating-point input, got {x.dtype.name}")
+        raw_max = reduce_max(x, axis, keepdims=True)
+        # Clamping to the finite range replaces TF's where(is_finite(max), max, 0): rows of -inf
+        # give -inf, rows holding +inf give +inf, and neither makes NaN.
+        finfo = np.finfo(x.dtype.as_numpy_dtype)
+        shift = array_ops.stop_gradient(minimum(maximum(raw_max, finfo.min), finfo.max))
+        result = log(reduce_sum(exp(x - shift), axis, keepdims=keep))
+        if not keep:
+            shift = array_ops.reshape(shift, _shape_tensor_of(result))
+        return add(result, shift, name=scope)
+
+
+def count_nonzero(input_tensor=None, axis=None, keepdims=None, dtype=dtypes.int64, name=None,
+                  reduction_indices=None, keep_dims=None, input=None):  # noqa: A002
+    """`tf.count_nonzero`: the number of non-zero (or True) elements over `axis`."""
+    if input_tensor is None:
+        input_tensor = input
+    keep = _keep_dims_arg(keepdims, keep_dims)
+    axis = _axis_arg(axis, reduction_indices)
+    with name_scope(name, "count_nonzero", [input_tensor]):
+        x = convert_to_tensor(input_tensor)
+        zero = array_ops.zeros([], dtype=x.dtype)
+        counts = reduce_sum(array_ops.cast(not_equal(x, zero), dtypes.int64), axis=axis, keepdims=keep)
+        return array_ops.cast(counts, dtype)
+
+
+# -- argmax, scans, range ------------------------------------------------------------------------
+
+def _arg_wrapper(op_type, tf_name):
+    def fn(input, axis=None, name=None, dimension=None, output_type=dtypes.int64):  # noqa: A002
+        if axis is not None and dimension is not None:
+            raise ValueError("Cannot specify both 'axis' and 'dimension'")
+        axis = dimension if axis is None else axis
+        axis = 0 if axis is None else axis
+        axis_t = axis if isinstance(axis, Tensor) else array_ops.constant(axis, dtype=dtypes.int32)
+        return apply_op(op_type, [convert_to_tensor(input), axis_t],
+                        {"output_type": dtypes.as_dtype(output_type)}, name=name or op_type)
+    fn.__name__ = tf_name
+    fn.__qualname__ = tf_name
+    fn.__doc__ = (f"`tf.{tf_name}(input, axis=None, name=None, dimension=None, output_type=tf.int64)`: "
+                  "the index of the extreme value along `axis` (default 0), first index on ties.")
+    return fn
+
+
+argmax = _arg_wrapper("ArgMax", "argmax")
+argmin = _arg_wrapper("ArgMin", "argmin")
+
+
+def _scan(op_type, x, axis, exclusive, reverse, name):
+    x = convert_to_tensor(x)
+    axis_t = axis if isinstance(axis, Tensor) else array_ops.constant(axis, dtype=dtypes.int32)
+    return apply_op(op_type, [x, axis_t], {"exclusive": bool(exclusive), "reverse": bool(reverse)},
+                    name=name or op_type)
+
+
+def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
+    """`tf.cumsum`: running sums along `axis`; `exclusive` leaves out the current element,
+    `reverse` runs from the end."""
+    return _scan("Cumsum", x, axis, exclusive, reverse, name)
+
+
+def cumprod(x, axis=0, exclusive=False, reverse=False, name=None):
+    """`tf.cumprod`: running products along `axis` (see `cumsum` for `exclusive` and `reverse`)."""
+    return _scan("Cumprod", x, axis, exclusive, reverse, name)
+
+
+def range(start, limit=None, delta=1, dtype=None, name="range"):  # noqa: A001 - TF's public name
+    """`tf.range(start, limit=None, delta=1, dtype=None)`: [start, start+delta, ...) up to `limit`.
+
+    With one argument it counts from 0. The dtype is the widest of the arguments' (int32 <
+    int64 < float32 < float64) unless given.
+    """
+    if limit is None:
+        start, limit = 0, start
+    with name_scope(name, "Range", [start, limit, delta]) as scope:
+        values = (start, limit, delta)
+        names = ("start", "limit", "delta")
+        if dtype is not None:
+            args = [convert_to_tensor(v, dtype=dtype, name=n) for v, n in zip(values, names, strict=True)]
+        else:
+            kinds = [v.dtype if isinstance(v, Tensor) else dtypes.dtype_of_value(v) for v in values]
+            for kind in kinds:
+                if kind not in _RANGE_DTYPES:
+                    raise TypeError(f"tf.range arguments must be one of "
+                                    f"{[d.name for d in _RANGE_DTYPES]}, got {kind.name}")
+            widest = builtins.max(kinds, key=_RANGE_DTYPES.index)
+            # Python values become constants of the widest dtype directly: the length stays static.
+            args = [array_ops.cast(v, widest) if isinstance(v, Tensor) else
+                    convert_to_tensor(v, dtype=widest, name=n) for v, n in zip(values, names, strict=True)]
+        return apply_op("Range", args, name=scope)
+
+
+# -- clipping and norms ----------------------------------------------------------------------------
+
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    """`tf.clip_by_value`: `t` with values below/above the bounds replaced by them.
+
+    Built as maximum(minimum(t, max), min) as in TF, so the gradient reaches `t` where it lies
+    within the bounds.
+    """
+    with name_scope(name, "clip_by_value", [t, clip_value_min, clip_value_max]) as scope:
+        values = convert_to_tensor(t.values if _is_indexed_slices(t) else t, name="t")
+        t_min = minimum(values, clip_value_max)
+        values.shape.merge_with(t_min.shape)
+        t_max = maximum(t_min, clip_value_min, name=scope)
+        values.shape.merge_with(t_max.shape)
+    if _is_indexed_slices(t):
+        return type(t)(t_max, t.indices, t.dense_shape)
+    return t_max
+
+
+def _is_indexed_slices(t):
+    # Duck-typed: IndexedSlices lives in the autodiff layer, above the ops.
+    return not isinstance(t, Tensor) and hasattr(t, "indices") and hasattr(t, "values")
+
+
+def clip_by_norm(t, clip_norm, axes=None, name=None):
+    """`tf.clip_by_norm`: `t * clip_norm / max(l2norm(t), clip_norm)`, the norm taken over `axes`."""
+    with name_scope(name, "clip_by_norm", [t, clip_norm]) as scope:
+        values = convert_to_tensor(t.values if _is_indexed_slices(t) else t, name="t")
+        l2sum = reduce_sum(values * values, axes, keepdims=True)
+        # sqrt has an infinite slope at 0: take the root of 1 there and zero it after (TF uses where).
+        empty = array_ops.cast(less_equal(l2sum, 0), l2sum.dtype)
+        l2norm = sqrt(l2sum + empty) * (1 - empty)
+        clip_norm = convert_to_tensor_like(clip_norm, values)
+        clipped = values * clip_norm / maximum(l2norm, clip_norm)
+        values.shape.merge_with(clipped.shape)
+        clipped = array_ops.identity(clipped, name=scope)
+    if _is_indexed_slices(t):
+        return type(t)(clipped, t.indices, t.dense_shape)
+    return clipped
+
+
+def global_norm(t_list, name=None):
+    """`tf.global_norm`: sqrt(sum of squared L2 norms of all tensors in `t_list`); None entries skip."""
+    if not isinstance(t_list, (list, tuple)):
+        raise TypeError("t_list should be a sequence")
+    values = [t.values if _is_indexed_slices(t) else t for t in t_list if t is not None]
+    with name_scope(name, "global_norm", values):
+        squares = [reduce_sum(square(convert_to_tensor(v, name=f"t_{i}"))) for i, v in enumerate(values)]
+        return sqrt(add_n(squares), name="global_norm")
+
+
+def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
+    """`tf.clip_by_global_norm`: scales every tensor by clip_norm / max(global_norm, clip_norm).
+
+    Returns (list_clipped, global_norm); None entries stay None.
+    """
+    if not isinstance(t_list, (list, tuple)):
+        raise TypeError("t_list should be a sequence")
+    t_list = list(t_list)
+    if use_norm is None:
+        use_norm = global_norm(t_list, name)
+    with name_scope(name, "clip_by_global_norm", [t for t in t_list if t is not None]) as scope:
+        use_norm = convert_to_tensor(use_norm)
+        clip_norm = convert_to_tensor_like(clip_norm, use_norm)
+        scale = clip_norm * minimum(1.0 / use_norm, 1.0 / clip_norm)
+        scale = scale + (use_norm - use_norm)  # NaN/inf norms make every output NaN, as in TF
+        clipped = []
+        for i, t in enumerate(t_list):
+            if t is None:
+                clipped.append(None)
+                continue
+            v = convert_to_tensor(t.values if _is_indexed_slices(t) else t, name=f"t_{i}")
+            c = array_ops.identity(v * scale, name=f"{scope}_{i}")
+            clipped.append(type(t)(c, t.indices, t.dense_shape) if _is_indexed_slices(t) else c)
+    return clipped, use_norm
+
+
+# -- tensordot -------------------------------------------------------------------------------------
+
+def _tensordot_axes(axes, rank_a, rank_b):
+    if isinstance(axes, (int, np.integer)):
+        if axes < 0 or axes > builtins.min(rank_a, rank_b):
+            raise ValueError(f"'axes' must be between 0 and the smaller rank ({rank_a}, {rank_b}), got {axes}")
+        return list(builtins.range(rank_a - axes, rank_a)), list(builtins.range(axes))
+    if isinstance(axes, Tensor):
+        raise ValueError("tensordot needs 'axes' known while building the graph (an int or a pair of lists)")
+    if len(axes) != 2:
+        raise ValueError(f"'axes' must be an int or a pair of axis lists, got {axes!r}")
+    a_axes, b_axes = ([int(v) for v in np.asarray(ax).reshape(-1)] for ax in axes)
+    if len(a_axes) != len(b_axes):
+        raise ValueError(f"Different number of contraction axes 'a' and 'b', {len(a_axes)} != {len(b_axes)}")
+    return [v % rank_a for v in a_axes], [v % rank_b for v in b_axes]
+
+
+def tensordot(a, b, axes, name=None):
+    """`tf.tensordot`: sums the products of `a` and `b` over the given axes.
+
+    `axes` is an int N (the last N axes of `a` with the first N of `b`) or a pair of axis
+    lists. Built from transposes, reshapes and one matmul, as in TF; ranks must be known and
+    at most one free dimension may be unknown.
+    """
+    with name_scope(name, "Tensordot", [a, b]) as scope:
+        a, b = _binary_inputs(a, b)
+        if a.shape.ndims is None or b.shape.ndims is None:
+            raise ValueError("tensordot needs inputs of known rank")
+        a_axes, b_axes = _tensordot_axes(axes, a.shape.ndims, b.shape.ndims)
+        da, db = a.shape.as_list(), b.shape.as_list()
+        for i, j in zip(a_axes, b_axes, strict=True):
+            if da[i] is None or db[j] is None:
+                raise ValueError("tensordot needs the contracted dimensions known while building the graph")
+            if da[i] != db[j]:
+                raise ValueError(f"tensordot: contracted dimensions differ: axis {i} of a has {da[i]}, "
+                                 f"axis {j} of b has {db[j]}")
+        a_free = [i for i in builtins.range(len(da)) if i not in a_axes]
+        b_free = [i for i in builtins.range(len(db)) if i not in b_axes]
+        free_dims = [da[i] for i in a_free] + [db[i] for i in b_free]
+        if free_dims.count(None) > 1:
+            raise ValueError("tensordot supports at most one unknown free dimension")
+        k = int(np.prod([da[i] for i in a_axes], dtype=np.int64))
+        a2 = _transpose_if_needed(a, a_free + a_axes)
+        b2 = _transpose_if_needed(b, b_axes + b_free)
+        m = _product_or_unknown([da[i] for i in a_free])
+        n = _product_or_unknown([db[i] for i in b_free])
+        product = matmul(array_ops.reshape(a2, [m, k]), array_ops.reshape(b2, [k, n]))
+        return array_ops.reshape(product, [-1 if d is None else d for d in free_dims], name=scope)
+
+
+def _product_or_unknown(dims):
+    return -1 if None in dims else int(np.prod(dims, dtype=np.int64))
+
+
+def _transpose_if_needed(t, perm):
+    if perm == list(builtins.range(len(perm))):
+        return t
+    return array_ops.transpose(t, perm)
+
+
+# -- operators on Tensor ---------------------------------------------------------------------------
 
 def _install_operator(name, fn, reflected=False):
     def method(self, other):
@@ -439,5 +1192,30 @@ def install_operators(table):
         _install_operator(f"__r{name}__", fn, reflected=True)
 
 
-install_operators({"add": add, "sub": subtract, "mul": multiply, "truediv": truediv, "matmul": matmul})
-Tensor.__neg__ = lambda self: negative(self)
+def _named(fn, name):
+    return lambda x, y: fn(x, y, name=name)
+
+
+# Operators name their ops as TF1's do ("add", "mul", "truediv", "and", ...).
+install_operators({
+    "add": _binary_wrapper("AddV2", "add"),
+    "sub": _binary_wrapper("Sub", "sub"),
+    "mul": _binary_wrapper("Mul", "mul"),
+    "truediv": truediv,
+    "floordiv": floordiv,
+    "mod": _named(floormod, "mod"),
+    "pow": _named(pow, "pow"),
+    "matmul": _named(matmul, "matmul"),
+    "and": _named(logical_and, "and"),
+    "or": _named(logical_or, "or"),
+    "xor": _named(logical_xor, "xor"),
+})
+# Comparisons have no reflected forms: Python turns `2 < t` into `t > 2` itself. `==` and `!=`
+# are never defined: tensors compare and hash by identity.
+Tensor.__lt__ = lambda self, other: less(self, other)
+Tensor.__le__ = lambda self, other: less_equal(self, other)
+Tensor.__gt__ = lambda self, other: greater(self, other)
+Tensor.__ge__ = lambda self, other: greater_equal(self, other)
+Tensor.__neg__ = lambda self: negative(self, name="Neg")
+Tensor.__abs__ = lambda self: abs(self, name="Abs")
+Tensor.__invert__ = lambda self: logical_not(self, name="LogicalNot")
