@@ -5,7 +5,8 @@ gradient comes from its `OpDef`; an op without one that is not declared non-diff
 raises `LookupError` naming it.
 """
 
-from tensorweave.autodiff.indexed_slices import IndexedSlices
+from tensorweave.framework.indexed_slices import IndexedSlices
+from tensorweave.framework import dtypes
 from tensorweave.framework.op_builder import convert_to_tensor, graph_of, name_scope
 from tensorweave.ops import array_ops, math_ops
 
@@ -43,9 +44,11 @@ def _aggregate(grads):
     if len(grads) == 1:
         return grads[0]
     if all(isinstance(g, IndexedSlices) for g in grads):
-        from tensorweave.ops import array_ops as arr
-        return IndexedSlices(arr.concat([g.values for g in grads], 0),
-                             arr.concat([g.indices for g in grads], 0), grads[0].dense_shape)
+        indices = [g.indices for g in grads]
+        if len({i.dtype for i in indices}) > 1:
+            indices = [array_ops.cast(i, dtypes.int64) for i in indices]
+        return IndexedSlices(array_ops.concat([g.values for g in grads], 0),
+                             array_ops.concat(indices, 0), grads[0].dense_shape)
     return math_ops.add_n([convert_to_tensor(g) if isinstance(g, IndexedSlices) else g for g in grads])
 
 

@@ -1,6 +1,8 @@
-"""`IndexedSlices`: a sparse gradient (rows `indices` of a dense tensor), as gathers produce."""
+"""`IndexedSlices`: a sparse gradient (rows `indices` of a dense tensor), as gathers produce.
 
-from tensorweave.framework.op_builder import register_tensor_conversion_function
+Converting one to a dense tensor is registered by `ops.array_ops`, which has the ops for it."""
+
+import collections
 
 
 class IndexedSlices:
@@ -38,13 +40,6 @@ class IndexedSlices:
         return f"IndexedSlices(indices={self.indices}, values={self.values}, dense_shape={self.dense_shape})"
 
 
-def _to_dense(slices, dtype, name):
-    from tensorweave.ops import array_ops
-    if slices.dense_shape is None:
-        raise ValueError(f"Cannot convert IndexedSlices {slices.name} without dense_shape to a Tensor")
-    return array_ops.unsorted_segment_sum(slices.values, slices.indices, slices.dense_shape[0]
-                                          if not hasattr(slices.dense_shape, "op") else
-                                          array_ops.gather(slices.dense_shape, 0))
 
-
-register_tensor_conversion_function(IndexedSlices, _to_dense, priority=10)
+class IndexedSlicesValue(collections.namedtuple("IndexedSlicesValue", ["values", "indices", "dense_shape"])):
+    """What `Session.run` returns for an `IndexedSlices`: NumPy values, indices and dense shape."""

@@ -3,6 +3,7 @@
 import numpy as np
 
 from tensorweave.framework import dtypes, errors
+from tensorweave.framework.indexed_slices import IndexedSlices, IndexedSlicesValue
 from tensorweave.framework.operation import Operation
 from tensorweave.framework.tensor import Tensor
 
@@ -24,6 +25,10 @@ def flatten_fetches(graph, fetches):
             if isinstance(element, Operation):
                 return lambda values: None
             return lambda values: values[index]
+        if isinstance(fetch, IndexedSlices):
+            parts = [walk(fetch.values), walk(fetch.indices),
+                     walk(fetch.dense_shape) if fetch.dense_shape is not None else (lambda values: None)]
+            return lambda values: IndexedSlicesValue(*(p(values) for p in parts))
         if fetch is None:
             raise TypeError("Fetch argument None has invalid type <class 'NoneType'>")
         if isinstance(fetch, dict):
