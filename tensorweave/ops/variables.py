@@ -67,6 +67,8 @@ class Variable:
 
     # -- identity ----------------------------------------------------------------------------
 
+    __array_priority__ = 100  # `np_array * variable` defers to the variable's operators
+
     @property
     def name(self):
         return self._variable.name

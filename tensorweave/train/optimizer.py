@@ -2,7 +2,7 @@
 build the per-variable update (`_apply_dense`, optionally `_apply_sparse`)."""
 
 from tensorweave.autodiff.gradients import gradients
-from tensorweave.autodiff.indexed_slices import IndexedSlices
+from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.framework import dtypes
 from tensorweave.framework.graph import GraphKeys
 from tensorweave.framework.op_builder import control_dependencies, convert_to_tensor, name_scope
@@ -84,7 +84,7 @@ class Optimizer:
             with control_dependencies([self._finish(update_ops, "update")]):
                 with global_step.graph.colocate_with(global_step.op):
                     return state_ops.assign_add(global_step, array_ops.constant(1, dtype=global_step.dtype),
-                                                name=scope[:-1] if scope else None).op
+                                                name=scope or None).op
 
     # -- subclass hooks ------------------------------------------------------------------------
 
