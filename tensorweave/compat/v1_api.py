@@ -61,7 +61,7 @@ MATH = {
              "sqrt rsqrt square tanh sigmoid maximum minimum equal not_equal less less_equal greater "
              "greater_equal logical_and logical_or logical_not logical_xor reduce_sum reduce_mean reduce_max "
              "reduce_min reduce_prod reduce_any reduce_all reduce_logsumexp argmax argmin add_n reciprocal "
-             "squared_difference floor ceil round sin cos cumsum count_nonzero"),
+             "squared_difference floor ceil round sin cos cumsum cumprod count_nonzero"),
     "top_k": f"{_NN}:top_k",
     "in_top_k": f"{_NN}:in_top_k",
 }
@@ -84,14 +84,15 @@ ROOT = {
     "GraphDef": "tensorboard.compat.proto.graph_pb2:GraphDef",
     "NodeDef": "tensorboard.compat.proto.node_def_pb2:NodeDef",
     "MetaGraphDef": "tensorboard.compat.proto.meta_graph_pb2:MetaGraphDef",
-    "IndexedSlices": "tensorweave.autodiff.indexed_slices:IndexedSlices",
+    "IndexedSlices": "tensorweave.framework.indexed_slices:IndexedSlices",
+    "IndexedSlicesValue": "tensorweave.framework.indexed_slices:IndexedSlicesValue",
     "gradients": "tensorweave.autodiff.gradients:gradients",
     # array ops
     **_names(_ARR, "constant placeholder placeholder_with_default identity stop_gradient shape size rank "
              "reshape fill zeros ones zeros_like ones_like cast to_float to_int32 to_int64 to_double "
              "expand_dims squeeze transpose concat stack unstack split slice strided_slice gather gather_nd "
              "tile pad one_hot where boolean_mask unsorted_segment_sum broadcast_to reverse sequence_mask "
-             "shape_n identity_n"),
+             "shape_n identity_n scatter_nd where_v2 invert_permutation newaxis reverse_v2"),
     "pack": f"{_ARR}:stack",
     "unpack": f"{_ARR}:unstack",
     # math ops
