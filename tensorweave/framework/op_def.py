@@ -42,6 +42,7 @@ class OpDef:
     ref_outputs: the op's outputs are variable references (dereferenced when a consumer runs).
     ref_inputs: input positions that take a reference itself (assignments), not its value.
     step_kernel: the kernel takes the per-step context as its first argument.
+    batch_rule: whether the op may run on chunks of rows (see `framework.batch_rules`).
     """
 
     def __init__(self, type_name, *, stateful=False, differentiable=True, ref_outputs=False,
@@ -56,6 +57,7 @@ class OpDef:
         self.infer = None
         self.make_kernel = None
         self.grad = None
+        self.batch_rule = None
 
     def shape_fn(self, fn):
         self.infer = fn

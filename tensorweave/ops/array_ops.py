@@ -5,7 +5,7 @@ import builtins
 
 import numpy as np
 
-from tensorweave.framework import dtypes, errors
+from tensorweave.framework import batch_rules, dtypes, errors
 from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.framework.op_builder import (apply_op, convert_to_tensor, convert_to_tensor_like, name_scope,
                                               register_tensor_conversion_function)
@@ -2330,3 +2330,7 @@ def _indexed_slices_to_dense(slices, dtype, name):
 
 
 register_tensor_conversion_function(IndexedSlices, _indexed_slices_to_dense, priority=10)
+
+
+batch_rules.set_rule(batch_rules.rows_of_first_input, Identity, Cast, StopGradient)
+batch_rules.set_rule(batch_rules.reshape_keeping_rows, Reshape)

@@ -12,7 +12,7 @@ import builtins
 
 import numpy as np
 
-from tensorweave.framework import dtypes
+from tensorweave.framework import batch_rules, dtypes
 from tensorweave.framework.op_builder import apply_op, convert_to_tensor, convert_to_tensor_like, name_scope
 from tensorweave.framework.op_def import define_op
 from tensorweave.framework.tensor import Tensor
@@ -86,6 +86,7 @@ def define_binary(type_name, np_fn=None, *, grad=None, differentiable=True, comp
     `np_fn`, for ops whose NumPy function depends on the dtype.
     """
     op_def = define_op(type_name, differentiable=differentiable)
+    op_def.batch_rule = batch_rules.elementwise
     op_def.shape_fn(_binary_shape_fn(allowed, dtypes.bool if compare else None))
     op_def.kernel(kernel or _fixed_kernel(np_fn))
     if grad is not None:
@@ -96,6 +97,7 @@ def define_binary(type_name, np_fn=None, *, grad=None, differentiable=True, comp
 def define_unary(type_name, np_fn=None, *, grad=None, differentiable=True, allowed=_NUMERIC, kernel=None):
     """Defines an element-wise op computed by `np_fn(x)` (ideally a NumPy ufunc)."""
     op_def = define_op(type_name, differentiable=differentiable)
+    op_def.batch_rule = batch_rules.elementwise
     op_def.shape_fn(_unary_shape_fn(allowed))
     op_def.kernel(kernel or _fixed_kernel(np_fn))
     if grad is not None:
@@ -373,6 +375,7 @@ define_unary("LogicalNot", np.logical_not, differentiable=False, allowed=_BOOL)
 # -- MatMul ------------------------------------------------------------------------------------
 
 MatMul = define_op("MatMul")
+MatMul.batch_rule = batch_rules.matmul_rows
 
 
 @MatMul.shape_fn
@@ -470,6 +473,7 @@ def define_reduction(type_name, np_fn, *, grad=None, differentiable=True, allowe
     integers in the platform integer otherwise).
     """
     op_def = define_op(type_name, differentiable=differentiable)
+    op_def.batch_rule = batch_rules.reduction_over_other_axes
     op_def.shape_fn(_reduction_shape_fn(allowed, out_dtype))
 
     @op_def.kernel
@@ -681,6 +685,7 @@ for _type, _fn in (("ArgMax", np.argmax), ("ArgMin", np.argmin)):
     _arg_def = define_op(_type, differentiable=False)
     _arg_def.shape_fn(_arg_reduce_shape)
     _arg_def.kernel(_arg_reduce_kernel(_fn))
+    _arg_def.batch_rule = batch_rules.reduction_over_other_axes
 del _type, _fn, _arg_def
 
 # -- scans: Cumsum, Cumprod ------------------------------------------------------------------------

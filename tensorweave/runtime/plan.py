@@ -13,7 +13,8 @@ import numpy as np
 
 from tensorweave.framework import errors
 
-from tensorweave.runtime.executor import DISCARD_SLOT, STEP_SLOT, compile_program
+from tensorweave.runtime.chunking import chunked_schedule
+from tensorweave.runtime.closures import DISCARD_SLOT, STEP_SLOT, compile_program
 
 
 class PlanStep:
@@ -186,28 +187,37 @@ def compile_plan(feeds, fetches, targets, device, fold_constants=True):
         fetch_slots.append(slots[t])
     fetch_deref = tuple(t.op.op_def.ref_outputs and t not in fed for t in fetches)
 
-    # A slot dies after the last step that reads it, unless it is fetched.
     keep = set(fetch_slots)
+    steps = schedule_steps(compiled, keep, initial)
+    init_list = [None] * num_slots[0]
+    for s, v in initial.items():
+        init_list[s] = v
+    plan = Plan(num_slots[0], init_list, feed_slots, tuple(fetch_slots), fetch_deref, steps, ops)
+    plan.chunked = chunked_schedule(compiled, feeds, slots, keep, initial, schedule_steps)
+    return plan
+
+
+def schedule_steps(compiled, keep, initial, may_free=None):
+    """PlanSteps for `compiled` (op, fn, ins, outs) in this order, each knowing which slots die
+    after it: a slot dies after the last step that reads it, unless it is kept (fetched) or a
+    constant. `may_free(slot)` can restrict which slots these steps may free at all."""
     last_use = {}
     for index, (_, _, ins, _) in enumerate(compiled):
         for s in ins:
             last_use[s] = index
     frees = [[] for _ in compiled]
     for s, index in last_use.items():
-        if s not in keep and s != STEP_SLOT and s not in initial:
+        if s not in keep and s != STEP_SLOT and s not in initial and (may_free is None or may_free(s)):
             frees[index].append(s)
     for index, (_, _, _, outs) in enumerate(compiled):  # outputs nobody reads die at once
         for s in outs:
-            if s not in last_use and s not in keep:
+            if s not in last_use and s not in keep and (may_free is None or may_free(s)):
                 frees[index].append(s)
     steps = []
     for (op, fn, ins, outs), dead in zip(compiled, frees, strict=True):
         out = outs[0] if len(outs) == 1 else (outs or DISCARD_SLOT)
         steps.append(PlanStep(op, fn, ins, out, tuple(dead)))
-    init_list = [None] * num_slots[0]
-    for s, v in initial.items():
-        init_list[s] = v
-    return Plan(num_slots[0], init_list, feed_slots, tuple(fetch_slots), fetch_deref, steps, ops)
+    return steps
 
 
 def _run_kernel(op, fn, args):
