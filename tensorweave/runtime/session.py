@@ -3,6 +3,7 @@
 registers 'grpc://' when it loads, so this module never imports the layer above it."""
 
 import itertools
+import sys
 import threading
 
 from tensorweave.framework import device_spec, errors
@@ -62,6 +63,9 @@ class LocalRuntime:
                 if plan is None:
                     plan = compile_plan(feeds, fetches, targets, self.device)
                     check_local_placement(plan.ops, self.config.allow_soft_placement)
+                    if self.config.log_device_placement:
+                        for op in plan.ops:
+                            print(f"{op.name}: ({op.type}): {self.device.name}", file=sys.stderr)
                     self._plans[key] = plan
         return plan
 

@@ -176,3 +176,23 @@ def test_make_callable_and_operation_run():
     with tf.Session() as sess:
         call = sess.make_callable(f, [x])
         assert call(2.0) == 6.0
+
+
+def test_log_device_placement_prints_each_op(capsys):
+    a = tf.constant(1.0, name="a")
+    b = tf.add(a, a, name="b")
+    with tf.Session(config=tf.ConfigProto(log_device_placement=True)) as sess:
+        sess.run(b)
+    err = capsys.readouterr().err
+    assert "b: (Add): /job:localhost/replica:0/task:0/device:CPU:0" in err
+
+
+def test_fetching_indexed_slices_returns_its_parts():
+    params = tf.placeholder(tf.float32, [3, 2])
+    grad = tf.gradients(tf.reduce_sum(tf.gather(params, [1, 1])), params)[0]
+    assert isinstance(grad, tf.IndexedSlices)
+    with tf.Session() as sess:
+        value = sess.run(grad, {params: np.ones((3, 2))})
+        dense = sess.run(tf.convert_to_tensor(grad), {params: np.ones((3, 2))})
+    assert value.indices.tolist() == [1, 1] and value.dense_shape.tolist() == [3, 2]
+    np.testing.assert_array_equal(dense, [[0, 0], [2, 2], [0, 0]])
