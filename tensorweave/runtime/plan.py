@@ -7,11 +7,10 @@ counts). Each step of the plan knows which slots die after it, so values are fre
 their last consumer ran. All of this happens once per signature; a run only interprets.
 """
 
-import heapq
-
 import numpy as np
 
 from tensorweave.framework import errors
+from tensorweave.framework.toposort import CycleError, kahn_order
 
 from tensorweave.runtime.chunking import chunked_schedule
 from tensorweave.runtime.closures import DISCARD_SLOT, STEP_SLOT, compile_program
@@ -61,28 +60,12 @@ def prune(feeds, fetches, targets):
 
 def topological_order(ops):
     """`ops` ordered so every op follows its data and control inputs (ties by creation order)."""
-    members = set(ops)
-    indegree = {}
-    consumers = {op: [] for op in ops}
-    for op in ops:
-        preds = {t.op for t in op.inputs if t.op in members} | {c for c in op.control_inputs if c in members}
-        indegree[op] = len(preds)
-        for p in preds:
-            consumers[p].append(op)
-    ready = [(op._id, op) for op in ops if indegree[op] == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, op = heapq.heappop(ready)
-        order.append(op)
-        for c in consumers[op]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                heapq.heappush(ready, (c._id, c))
-    if len(order) != len(ops):
-        cyclic = sorted((op.name for op in ops if indegree[op] > 0))[:5]
-        raise errors.InvalidArgumentError(None, None, f"Graph has a cycle among ops {cyclic}")
-    return order
+    try:
+        return kahn_order(ops, lambda op: [t.op for t in op.inputs] + list(op.control_inputs),
+                          key=lambda op: op._id)
+    except CycleError as e:
+        cyclic = sorted(op.name for op in e.unordered)[:5]
+        raise errors.InvalidArgumentError(None, None, f"Graph has a cycle among ops {cyclic}") from None
 
 
 def _deref_wrapper(fn, positions):

@@ -1,11 +1,12 @@
 """GraphDef export and import: round trips, TF1 `import_graph_def` semantics, malformed input,
-attr conversions, and a GraphDef written the way TensorFlow writes one."""
+IdentityN's list of types, and a GraphDef written the way TensorFlow writes one."""
 
 import base64
 import os
 import random
+import subprocess
+import sys
 
-import ml_dtypes
 import numpy as np
 import pytest
 from google.protobuf import text_format
@@ -14,6 +15,7 @@ from tensorboard.compat.proto import attr_value_pb2, graph_pb2, tensor_pb2, tens
 import tensorweave as tf
 from tensorweave.framework import graph_io
 from tensorweave.framework.op_def import registered_ops
+from tensorweave.framework.tensor_protos import make_tensor_proto
 
 X_VALUE = np.array([[1.0, -2.0, 3.0], [0.5, 0.25, -1.0]], dtype=np.float32)
 Y_VALUE = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
@@ -21,7 +23,7 @@ Y_VALUE = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
 
 def build_training_graph():
     """Placeholders, variables, matmul, softmax, a gradient-descent train op, control
-    dependencies, devices and colocation."""
+    dependencies, devices, colocation and an IdentityN."""
     x = tf.placeholder(tf.float32, [None, 3], name="x")
     labels = tf.placeholder(tf.float32, [None, 2], name="labels")
     with tf.device("/cpu:0"):
@@ -35,6 +37,7 @@ def build_training_graph():
         after = tf.identity(loss, name="loss_after_step")
     with tf.colocate_with(w.op):
         w_copy = tf.identity(w.value(), name="w_copy")
+    tf.identity_n([probs, tf.argmax(probs, 1)], name="probs_and_classes")  # T: a list of types
     return dict(x=x, labels=labels, w=w, b=b, probs=probs, loss=loss, train=train, after=after, w_copy=w_copy)
 
 
@@ -237,7 +240,7 @@ def _bool(v):
 
 
 def _const_attr(array):
-    return attr_value_pb2.AttrValue(tensor=graph_io.make_tensor_proto(array))
+    return attr_value_pb2.AttrValue(tensor=make_tensor_proto(array))
 
 
 def _placeholder(graph_def, name, *dims):
@@ -277,7 +280,7 @@ def test_missing_and_wrong_attrs_name_the_node():
     gd = graph_pb2.GraphDef()
     _placeholder(gd, "x", 2, 2)
     _node(gd, "m", "MatMul", ["x", "x"], transpose_a=attr_value_pb2.AttrValue(s=b"yes"))
-    _assert_import_fails(gd, "'m'", "transpose_a", "'b'")
+    _assert_import_fails(gd, "'m'", "transpose_a", "must be a bool, got string")
 
     gd = graph_pb2.GraphDef()
     _node(gd, "c", "Const", dtype=_type(types_pb2.DT_INT32), value=_const_attr(np.ones(2, np.float32)))
@@ -345,86 +348,6 @@ def test_import_never_evaluates_anything(monkeypatch):
     with tf.Graph().as_default():
         tf.import_graph_def(g.as_graph_def())
     assert calls == []
-
-
-# -- attr conversions ------------------------------------------------------------------------------
-
-ATTR_VALUES = [
-    tf.float32, tf.bfloat16, tf.string, tf.TensorShape([2, None]), tf.TensorShape(None), tf.TensorShape([]),
-    np.arange(6, dtype=np.float32).reshape(2, 3), np.array(7, np.int64), np.array([True, False]),
-    np.array([1.5, -2.25], ml_dtypes.bfloat16), np.array([0.5, 1e-3], np.float16),
-    np.array([1 + 2j, -3j], np.complex128), np.array([[1 + 2j]], np.complex64), np.zeros((0, 3), np.int32),
-    np.array([np.iinfo(np.uint64).max], np.uint64), np.array([-128, 127], np.int8),
-    np.array([b"ab", b"\xff\x00"], dtype=object),
-    True, False, 0, -5, 2**62, 0.25, "NHWC", "", b"\xff\xfe", [], [1, 2, 3], [0.5, 1.5], [True, False],
-    ["VALID", "SAME"], [tf.int32, tf.float64], [tf.TensorShape([1]), tf.TensorShape(None)],
-    [np.ones(2, np.float32), np.zeros((), np.int64)], None,
-]
-
-
-@pytest.mark.parametrize("value", ATTR_VALUES, ids=lambda v: type(v).__name__)
-def test_attr_values_round_trip(value):
-    av = attr_value_pb2.AttrValue.FromString(graph_io.attr_value_of(value).SerializeToString())
-    back = graph_io.python_attr_value("any", av)
-    _assert_same_attr(back, value)
-
-
-def _assert_same_attr(back, value):
-    if isinstance(value, list):
-        assert isinstance(back, list) and len(back) == len(value)
-        for b, v in zip(back, value, strict=True):
-            _assert_same_attr(b, v)
-    elif isinstance(value, np.ndarray):
-        assert isinstance(back, np.ndarray) and back.dtype == value.dtype and back.shape == value.shape
-        assert not back.flags.writeable
-        if value.dtype == object:
-            assert back.tolist() == value.tolist()
-        else:
-            assert back.tobytes() == value.tobytes()
-    elif isinstance(value, tf.TensorShape):
-        assert isinstance(back, tf.TensorShape) and back.as_tuple() == value.as_tuple()
-    else:
-        assert type(back) is type(value) and back == value
-
-
-def test_colocation_attr_stays_bytes_and_mixed_lists_are_rejected():
-    av = graph_io.attr_value_of([b"loc:@W"])
-    assert graph_io.python_attr_value("_class", av) == [b"loc:@W"]
-    assert graph_io.python_attr_value("padding", graph_io.attr_value_of(b"SAME")) == "SAME"
-    with pytest.raises(TypeError):
-        graph_io.attr_value_of([1, "a"])
-    with pytest.raises(TypeError):
-        graph_io.attr_value_of({"a": 1})
-
-
-def test_tensor_protos_in_tf_typed_fields():
-    """TF writes small constants in typed fields and repeats the last value to fill the shape."""
-    def proto(dtype, dims, **fields):
-        return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]), **fields)
-    cases = [
-        (proto(types_pb2.DT_FLOAT, [2, 2], float_val=[0.5]), np.full((2, 2), 0.5, np.float32)),
-        (proto(types_pb2.DT_FLOAT, [3], float_val=[1, 2]), np.array([1, 2, 2], np.float32)),
-        (proto(types_pb2.DT_FLOAT, [2]), np.zeros(2, np.float32)),
-        (proto(types_pb2.DT_INT32, [], int_val=[42]), np.array(42, np.int32)),
-        (proto(types_pb2.DT_INT64, [2], int64_val=[-1, 2**40]), np.array([-1, 2**40], np.int64)),
-        (proto(types_pb2.DT_BOOL, [2], bool_val=[True, False]), np.array([True, False])),
-        (proto(types_pb2.DT_HALF, [1], half_val=[np.float16(1.5).view(np.uint16)]), np.array([1.5], np.float16)),
-        (proto(types_pb2.DT_BFLOAT16, [1], half_val=[int(np.array(2.0, ml_dtypes.bfloat16).view(np.uint16))]),
-         np.array([2.0], ml_dtypes.bfloat16)),
-        (proto(types_pb2.DT_COMPLEX64, [1], scomplex_val=[1, -2]), np.array([1 - 2j], np.complex64)),
-        (proto(types_pb2.DT_DOUBLE, [1], double_val=[0.1]), np.array([0.1])),
-        (proto(types_pb2.DT_STRING, [2], string_val=[b"a", b"b"]), np.array([b"a", b"b"], object)),
-        (proto(types_pb2.DT_UINT8, [2], int_val=[255, 1]), np.array([255, 1], np.uint8)),
-    ]
-    for p, expected in cases:
-        got = graph_io.make_ndarray(p)
-        assert got.dtype == expected.dtype and got.shape == expected.shape, p
-        assert got.tolist() == expected.tolist()
-    with pytest.raises(ValueError, match="3 values"):
-        graph_io.make_ndarray(proto(types_pb2.DT_FLOAT, [2], float_val=[1, 2, 3]))
-    with pytest.raises(ValueError, match="fully defined"):
-        graph_io.make_ndarray(proto(types_pb2.DT_FLOAT, [-1], float_val=[1]))
 
 
 # -- a GraphDef as TensorFlow writes it ------------------------------------------------------------
@@ -535,6 +458,26 @@ def test_graph_def_written_by_tensorflow_imports_and_runs():
     np.testing.assert_allclose(got_vo, np.repeat(x_value.sum(axis=1, keepdims=True), 2, axis=1), rtol=1e-6)
 
 
+def test_a_fresh_process_imports_random_ops_and_initializers(tmp_path):
+    """Import registers every op type, not only those of the modules `import tensorweave` loads."""
+    with tf.Graph().as_default() as g:
+        tf.get_variable("w", [3, 3], initializer=tf.orthogonal_initializer(seed=1))
+        tf.random_uniform([2], seed=2) + tf.random_normal([2], seed=3)
+        tf.global_variables_initializer()
+    path = tmp_path / "graph.pb"
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    program = ("import sys, tensorweave as tf\n"
+               "gd = tf.GraphDef.FromString(open(sys.argv[1], 'rb').read())\n"
+               "with tf.Graph().as_default(), tf.Session() as sess:\n"
+               "    tf.import_graph_def(gd, name='')\n"
+               "    sess.run('init')\n"
+               "    print(sess.run('w:0').shape)\n")
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(3, 3)"
+
+
 def test_write_graph_text_and_binary(tmp_path):
     with tf.Graph().as_default() as g:
         build_training_graph()
@@ -557,3 +500,34 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk on fire"):
         graph_io.atomic_write(target, b"new")
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["file.bin"]
+
+
+# -- IdentityN -----------------------------------------------------------------------------------
+
+def _identity_n_graph_def(t_attr):
+    gd = graph_pb2.GraphDef()
+    _placeholder(gd, "x", 2)
+    _node(gd, "i", "Const", dtype=_type(types_pb2.DT_INT32), value=_const_attr(np.array([1, 2, 3], np.int32)))
+    _node(gd, "n", "IdentityN", ["x", "i"], T=t_attr)
+    return gd
+
+
+def test_identity_n_takes_a_list_of_types():
+    """TF declares IdentityN's T as list(type) (ShapeN's T is one type, with N)."""
+    types = attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(type=[types_pb2.DT_FLOAT,
+                                                                                    types_pb2.DT_INT32]))
+    with tf.Graph().as_default():
+        x, i = tf.import_graph_def(_identity_n_graph_def(types), return_elements=["n:0", "n:1"], name="")
+        assert (x.dtype, i.dtype) == (tf.float32, tf.int32)
+        assert x.op.get_attr("T") == [tf.float32, tf.int32]
+        with tf.Session() as sess:
+            assert sess.run(i, {x.op.inputs[0]: [0.5, 1.5]}).tolist() == [1, 2, 3]
+    _assert_import_fails(_identity_n_graph_def(_type(types_pb2.DT_FLOAT)), "'n'", "list(type)")
+    gd = graph_pb2.GraphDef()
+    _placeholder(gd, "x", 2)
+    _node(gd, "y", "Identity", ["x"], T=types)
+    _assert_import_fails(gd, "'y'", "must be a type, got list(type)")
+    gd = graph_pb2.GraphDef()
+    _placeholder(gd, "x", 2)
+    _node(gd, "s", "ShapeN", ["x", "x"], T=types, N=attr_value_pb2.AttrValue(i=2))
+    _assert_import_fails(gd, "'s'", "must be a type")
