@@ -8,7 +8,7 @@ raises `LookupError` naming it.
 from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.framework import dtypes
 from tensorweave.framework.op_builder import convert_to_tensor, graph_of, name_scope
-from tensorweave.ops import array_ops, math_ops
+from tensorweave.ops import array_ops, concat_ops, math_ops
 
 
 def _differentiable_dtype(dtype):
@@ -47,8 +47,8 @@ def _aggregate(grads):
         indices = [g.indices for g in grads]
         if len({i.dtype for i in indices}) > 1:
             indices = [array_ops.cast(i, dtypes.int64) for i in indices]
-        return IndexedSlices(array_ops.concat([g.values for g in grads], 0),
-                             array_ops.concat(indices, 0), grads[0].dense_shape)
+        return IndexedSlices(concat_ops.concat([g.values for g in grads], 0),
+                             concat_ops.concat(indices, 0), grads[0].dense_shape)
     return math_ops.add_n([convert_to_tensor(g) if isinstance(g, IndexedSlices) else g for g in grads])
 
 

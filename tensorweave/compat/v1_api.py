@@ -8,8 +8,18 @@ from tensorweave.compat.namespace import LazyNamespace
 
 _F = "tensorweave.framework"
 _ARR = "tensorweave.ops.array_ops"
+_CONST = "tensorweave.ops.constant_op"
+_CONCAT = "tensorweave.ops.concat_ops"
+_SLICE = "tensorweave.ops.slicing_ops"
+_GATHER = "tensorweave.ops.gather_ops"
+_PAD = "tensorweave.ops.padding_ops"
 _MATH = "tensorweave.ops.math_ops"
 _NN = "tensorweave.ops.nn_ops"
+_RED = "tensorweave.ops.reduction_ops"
+_CLIP = "tensorweave.ops.clip_ops"
+_CONV = "tensorweave.ops.conv_ops"
+_POOL = "tensorweave.ops.pooling_ops"
+_CLS = "tensorweave.ops.classification_ops"
 _RND = "tensorweave.ops.random_ops"
 _VAR = "tensorweave.ops.variables"
 _VS = "tensorweave.ops.variable_scope"
@@ -33,10 +43,11 @@ _DTYPES = _names(f"{_F}.dtypes", "float16 half float32 float64 double bfloat16 i
 
 NN = {
     **_names(_NN, "relu relu6 elu selu softplus softsign leaky_relu softmax log_softmax bias_add xw_plus_b "
-             "l2_loss dropout conv2d max_pool avg_pool in_top_k softmax_cross_entropy_with_logits "
-             "softmax_cross_entropy_with_logits_v2 sparse_softmax_cross_entropy_with_logits "
-             "sigmoid_cross_entropy_with_logits l2_normalize moments embedding_lookup top_k "
-             "conv2d_backprop_input conv2d_backprop_filter"),
+             "l2_loss dropout l2_normalize moments embedding_lookup"),
+    **_names(_CONV, "conv2d conv2d_backprop_input conv2d_backprop_filter"),
+    **_names(_POOL, "max_pool avg_pool"),
+    **_names(_CLS, "softmax_cross_entropy_with_logits softmax_cross_entropy_with_logits_v2 "
+             "sparse_softmax_cross_entropy_with_logits sigmoid_cross_entropy_with_logits in_top_k top_k"),
     **_renamed(_MATH, {"sigmoid": "sigmoid", "tanh": "tanh"}),
 }
 
@@ -59,11 +70,12 @@ RANDOM = {
 MATH = {
     **_names(_MATH, "add subtract multiply divide truediv floordiv floormod pow negative abs sign exp log log1p "
              "sqrt rsqrt square tanh sigmoid maximum minimum equal not_equal less less_equal greater "
-             "greater_equal logical_and logical_or logical_not logical_xor reduce_sum reduce_mean reduce_max "
-             "reduce_min reduce_prod reduce_any reduce_all reduce_logsumexp argmax argmin add_n reciprocal "
-             "squared_difference floor ceil round sin cos cumsum cumprod count_nonzero"),
-    "top_k": f"{_NN}:top_k",
-    "in_top_k": f"{_NN}:in_top_k",
+             "greater_equal logical_and logical_or logical_not logical_xor add_n reciprocal "
+             "squared_difference floor ceil round sin cos"),
+    **_names(_RED, "reduce_sum reduce_mean reduce_max reduce_min reduce_prod reduce_any reduce_all "
+             "reduce_logsumexp argmax argmin cumsum cumprod count_nonzero"),
+    "top_k": f"{_CLS}:top_k",
+    "in_top_k": f"{_CLS}:in_top_k",
 }
 
 ERRORS = "tensorweave.framework.errors"
@@ -88,17 +100,21 @@ ROOT = {
     "IndexedSlicesValue": "tensorweave.framework.indexed_slices:IndexedSlicesValue",
     "gradients": "tensorweave.autodiff.gradients:gradients",
     # array ops
-    **_names(_ARR, "constant placeholder placeholder_with_default identity stop_gradient shape size rank "
-             "reshape fill zeros ones zeros_like ones_like cast to_float to_int32 to_int64 to_double "
-             "expand_dims squeeze transpose concat stack unstack split slice strided_slice gather gather_nd "
-             "tile pad one_hot where boolean_mask unsorted_segment_sum broadcast_to reverse sequence_mask "
-             "shape_n identity_n scatter_nd where_v2 invert_permutation newaxis reverse_v2"),
-    "pack": f"{_ARR}:stack",
-    "unpack": f"{_ARR}:unstack",
+    **_names(_CONST, "constant"),
+    **_names(_ARR, "placeholder placeholder_with_default identity stop_gradient shape size rank reshape fill "
+             "zeros ones zeros_like ones_like cast to_float to_int32 to_int64 to_double transpose "
+             "invert_permutation shape_n identity_n"),
+    **_names(_CONCAT, "expand_dims squeeze concat stack unstack split"),
+    **_names(_SLICE, "slice strided_slice newaxis"),
+    **_names(_GATHER, "gather gather_nd scatter_nd unsorted_segment_sum where where_v2 boolean_mask"),
+    **_names(_PAD, "pad tile broadcast_to reverse reverse_v2 one_hot sequence_mask"),
+    "pack": f"{_CONCAT}:stack",
+    "unpack": f"{_CONCAT}:unstack",
     # math ops
     **{k: v for k, v in MATH.items()},
-    **_names(_MATH, "matmul clip_by_value clip_by_norm clip_by_global_norm global_norm range div mod "
-             "scalar_mul tensordot"),
+    **_names(_MATH, "matmul div mod scalar_mul tensordot"),
+    **_names(_RED, "range"),
+    **_names(_CLIP, "clip_by_value clip_by_norm clip_by_global_norm global_norm"),
     "mul": f"{_MATH}:multiply",
     "sub": f"{_MATH}:subtract",
     "neg": f"{_MATH}:negative",

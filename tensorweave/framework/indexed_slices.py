@@ -1,6 +1,6 @@
 """`IndexedSlices`: a sparse gradient (rows `indices` of a dense tensor), as gathers produce.
 
-Converting one to a dense tensor is registered by `ops.array_ops`, which has the ops for it."""
+Converting one to a dense tensor is registered by `ops.gather_ops`, which has the ops for it."""
 
 import collections
 

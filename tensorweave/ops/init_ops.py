@@ -14,7 +14,7 @@ from tensorweave.framework.op_builder import apply_op
 from tensorweave.framework.op_def import define_op
 from tensorweave.framework.tensor import Tensor
 from tensorweave.framework.tensor_shape import TensorShape, as_shape
-from tensorweave.ops import array_ops, math_ops, random_ops
+from tensorweave.ops import array_ops, constant_op, math_ops, random_ops
 
 # scipy.stats.truncnorm.std(a=-2, b=2, loc=0., scale=1.): the stddev of a normal truncated at 2 sd.
 _TRUNCATED_NORMAL_STDDEV = .87962566103423978
@@ -108,7 +108,7 @@ class Constant(Initializer):
             raise ValueError("constant_initializer got an empty value for a non-empty shape")
         if flat.size < count:
             flat = np.concatenate([flat, np.full(count - flat.size, flat[-1], dtype=flat.dtype)])
-        return array_ops.constant(flat.reshape(dims), dtype=dtype)
+        return constant_op.constant(flat.reshape(dims), dtype=dtype)
 
     def get_config(self):
         return {"value": self.value, "dtype": self.dtype.name, "verify_shape": self._verify_shape}
@@ -293,7 +293,7 @@ class Orthogonal(Initializer):
         flat_shape = (num_cols, num_rows) if num_rows < num_cols else (num_rows, num_cols)
         a = random_ops.random_normal(flat_shape, dtype=dtype, seed=self.seed)
         q = apply_op("_OrthogonalBasis", [a], {"transpose": num_rows < num_cols}, name="OrthogonalBasis")
-        return math_ops.multiply(array_ops.constant(self.gain, dtype=dtype), array_ops.reshape(q, dims))
+        return math_ops.multiply(constant_op.constant(self.gain, dtype=dtype), array_ops.reshape(q, dims))
 
     def get_config(self):
         return {"gain": self.gain, "seed": self.seed, "dtype": self.dtype.name}

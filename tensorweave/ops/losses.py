@@ -10,7 +10,7 @@ from tensorweave.framework import dtypes
 from tensorweave.framework.graph import GraphKeys
 from tensorweave.framework.op_builder import (add_to_collection, convert_to_tensor, get_collection,
                                               name_scope)
-from tensorweave.ops import array_ops, math_ops, nn_ops
+from tensorweave.ops import array_ops, classification_ops, concat_ops, constant_op, gather_ops, math_ops, reduction_ops
 
 
 class Reduction:
@@ -37,8 +37,8 @@ class Reduction:
 def _safe_div(numerator, denominator, name="value"):
     """numerator / denominator, or 0 where the denominator is 0 (TF's div_no_nan)."""
     zero = math_ops.equal(denominator, 0.0)
-    safe = array_ops.where(zero, array_ops.ones_like(denominator), denominator)
-    return array_ops.where(zero, array_ops.zeros_like(numerator), math_ops.truediv(numerator, safe), name=name)
+    safe = gather_ops.where(zero, array_ops.ones_like(denominator), denominator)
+    return gather_ops.where(zero, array_ops.zeros_like(numerator), math_ops.truediv(numerator, safe), name=name)
 
 
 def _check_broadcastable(weights, losses):
@@ -62,7 +62,7 @@ def _num_present(losses, weights):
     with name_scope(None, "num_present", [losses, weights]) as scope:
         present = array_ops.cast(math_ops.not_equal(weights, 0.0), dtypes.float32)
         present = present * array_ops.ones_like(losses)
-        return math_ops.reduce_sum(present, name=scope)
+        return reduction_ops.reduce_sum(present, name=scope)
 
 
 def _num_elements(losses):
@@ -85,9 +85,9 @@ def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=Graph
         if reduction == Reduction.NONE:
             loss = weighted
         else:
-            loss = math_ops.reduce_sum(weighted)
+            loss = reduction_ops.reduce_sum(weighted)
             if reduction == Reduction.MEAN:
-                loss = _safe_div(loss, math_ops.reduce_sum(array_ops.ones_like(losses) * weights_t))
+                loss = _safe_div(loss, reduction_ops.reduce_sum(array_ops.ones_like(losses) * weights_t))
             elif reduction == Reduction.SUM_BY_NONZERO_WEIGHTS:
                 loss = _safe_div(loss, _num_present(losses, weights if isinstance(weights, float) else weights_t))
             elif reduction == Reduction.SUM_OVER_BATCH_SIZE:
@@ -166,7 +166,7 @@ def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothi
         logits.shape.assert_is_compatible_with(labels.shape)
         if label_smoothing > 0:
             labels = labels * (1 - label_smoothing) + 0.5 * label_smoothing
-        losses = nn_ops.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits, name="xentropy")
+        losses = classification_ops.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits, name="xentropy")
         return compute_weighted_loss(losses, weights, scope, loss_collection, reduction=reduction)
 
 
@@ -185,7 +185,7 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
             num_classes = array_ops.cast(array_ops.shape(labels)[-1], logits.dtype) if last is None else float(last)
             labels = labels * (1.0 - label_smoothing) + label_smoothing / num_classes
         labels = array_ops.stop_gradient(labels, name="labels_stop_gradient")
-        losses = nn_ops.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits, name="xentropy")
+        losses = classification_ops.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits, name="xentropy")
         return compute_weighted_loss(losses, weights, scope, loss_collection, reduction=reduction)
 
 
@@ -198,7 +198,7 @@ def _squeeze_labels(labels, logits):
         if last not in (None, 1):
             raise ValueError(f"labels of shape {labels.shape} must have a last dimension of 1 to match "
                              f"logits {logits.shape}")
-        return array_ops.squeeze(labels, [-1])
+        return concat_ops.squeeze(labels, [-1])
     return labels
 
 
@@ -213,8 +213,9 @@ def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None, loss_c
         weights = convert_to_tensor(weights)
         if weights.shape.ndims is not None and labels.shape.ndims is not None and \
                 weights.shape.ndims == labels.shape.ndims + 1:
-            weights = array_ops.squeeze(weights, [-1])
-        losses = nn_ops.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits, name="xentropy")
+            weights = concat_ops.squeeze(weights, [-1])
+        losses = classification_ops.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits,
+                                                                             name="xentropy")
         return compute_weighted_loss(losses, weights, scope, loss_collection, reduction=reduction)
 
 
@@ -241,7 +242,7 @@ def get_regularization_loss(scope=None, name="total_regularization_loss"):
     losses = get_regularization_losses(scope)
     if losses:
         return math_ops.add_n(losses, name=name)
-    return array_ops.constant(0.0, dtype=dtypes.float32, name=name)
+    return constant_op.constant(0.0, dtype=dtypes.float32, name=name)
 
 
 def get_total_loss(add_regularization_losses=True, name="total_loss", scope=None):

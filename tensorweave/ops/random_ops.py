@@ -13,7 +13,7 @@ from tensorweave.framework.op_builder import apply_op, convert_to_tensor, get_se
 from tensorweave.framework.op_def import define_op
 from tensorweave.framework.tensor import Tensor
 from tensorweave.framework.tensor_shape import TensorShape, unknown_shape
-from tensorweave.ops import array_ops, math_ops
+from tensorweave.ops import constant_op, math_ops
 
 _MAXINT32 = 2**31 - 1
 _FLOATS = (dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64)
@@ -42,7 +42,7 @@ def _generator(op, device):
 
 
 def _shape_from_input(op, shape_t):
-    static = array_ops.static_value(shape_t)
+    static = constant_op.static_value(shape_t)
     if static is not None:
         return TensorShape([int(d) for d in np.asarray(static).reshape(-1)])
     if shape_t.shape.ndims is not None and shape_t.shape.ndims != 1:
@@ -167,7 +167,7 @@ def _shape_tensor(shape):
         shape = [shape]
     dims = [int(d) for d in np.asarray(shape, dtype=np.int64).reshape(-1)]
     dtype = dtypes.int64 if any(abs(d) > _MAXINT32 for d in dims) else dtypes.int32
-    return array_ops.constant(dims, dtype=dtype, name="shape")
+    return constant_op.constant(dims, dtype=dtype, name="shape")
 
 
 def _float_dtype(dtype, fn_name):

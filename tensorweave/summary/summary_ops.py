@@ -11,7 +11,7 @@ from tensorweave.framework.graph import GraphKeys, get_default_graph
 from tensorweave.framework.op_builder import apply_op, convert_to_tensor, name_scope
 from tensorweave.framework.op_def import define_op
 from tensorweave.framework.tensor_shape import TensorShape
-from tensorweave.ops import array_ops
+from tensorweave.ops import constant_op
 from tensorweave.summary import summary_proto
 
 
@@ -62,7 +62,7 @@ def _collect(op_output, collections):
 
 
 def _tag_const(scope):
-    return array_ops.constant(scope.rstrip("/"), dtype=dtypes.string, name="tag")
+    return constant_op.constant(scope.rstrip("/"), dtype=dtypes.string, name="tag")
 
 
 def scalar(name, tensor, collections=None, family=None):
@@ -111,7 +111,7 @@ def tensor_summary(name, tensor, summary_description=None, collections=None, sum
     if display_name is not None:
         metadata.display_name = display_name
     with _summary_scope(name, family, [tensor]) as scope:
-        meta = array_ops.constant(metadata.SerializeToString(), dtype=dtypes.string, name="metadata")
+        meta = constant_op.constant(metadata.SerializeToString(), dtype=dtypes.string, name="metadata")
         out = apply_op("TensorSummaryV2", [_tag_const(scope), tensor, meta], name=scope)
     return _collect(out, collections)
 

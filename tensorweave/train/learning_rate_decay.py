@@ -3,7 +3,7 @@ them: small graphs of math ops, evaluated at each run."""
 
 from tensorweave.framework import dtypes
 from tensorweave.framework.op_builder import convert_n_to_tensor, convert_to_tensor, name_scope
-from tensorweave.ops import array_ops, math_ops
+from tensorweave.ops import array_ops, constant_op, math_ops
 
 
 def _require_step(global_step, fn_name):
@@ -48,7 +48,7 @@ def inverse_time_decay(learning_rate, global_step, decay_steps, decay_rate, stai
     with name_scope(name, "InverseTimeDecay", [learning_rate, global_step, decay_rate]) as scope:
         learning_rate, p = _decay_progress(learning_rate, global_step, decay_steps, staircase)
         decay_rate = array_ops.cast(decay_rate, learning_rate.dtype)
-        denom = math_ops.add(array_ops.constant(1.0, dtype=learning_rate.dtype), math_ops.multiply(decay_rate, p))
+        denom = math_ops.add(constant_op.constant(1.0, dtype=learning_rate.dtype), math_ops.multiply(decay_rate, p))
         return math_ops.truediv(learning_rate, denom, name=scope)
 
 
@@ -68,12 +68,12 @@ def polynomial_decay(learning_rate, global_step, decay_steps, end_learning_rate=
         steps = array_ops.cast(decay_steps, dtype)
         if cycle:
             # ceil(step / steps), taken as 1 at step 0.
-            multiplier = math_ops.maximum(math_ops.ceil(step / steps), array_ops.constant(1.0, dtype=dtype))
+            multiplier = math_ops.maximum(math_ops.ceil(step / steps), constant_op.constant(1.0, dtype=dtype))
             steps = math_ops.multiply(steps, multiplier)
         else:
             step = math_ops.minimum(step, steps)
         p = math_ops.truediv(step, steps)
-        one = array_ops.constant(1.0, dtype=dtype)
+        one = constant_op.constant(1.0, dtype=dtype)
         return math_ops.add(math_ops.multiply(learning_rate - end_learning_rate,
                                               math_ops.pow(one - p, power)),
                             end_learning_rate, name=scope)

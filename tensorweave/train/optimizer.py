@@ -6,7 +6,7 @@ from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.framework import dtypes
 from tensorweave.framework.graph import GraphKeys
 from tensorweave.framework.op_builder import control_dependencies, convert_to_tensor, name_scope
-from tensorweave.ops import array_ops, control_ops, state_ops, variables
+from tensorweave.ops import array_ops, constant_op, control_ops, state_ops, variables
 
 
 class Optimizer:
@@ -83,7 +83,7 @@ class Optimizer:
                 return self._finish(update_ops, scope)
             with control_dependencies([self._finish(update_ops, "update")]):
                 with global_step.graph.colocate_with(global_step.op):
-                    return state_ops.assign_add(global_step, array_ops.constant(1, dtype=global_step.dtype),
+                    return state_ops.assign_add(global_step, constant_op.constant(1, dtype=global_step.dtype),
                                                 name=scope or None).op
 
     # -- subclass hooks ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ TF1 is not lazy, so it densifies the gradient.
 """
 
 from tensorweave.framework.op_builder import control_dependencies, convert_to_tensor
-from tensorweave.ops import array_ops, control_ops, training_ops, variables
+from tensorweave.ops import array_ops, constant_op, control_ops, training_ops, variables
 from tensorweave.train.optimizer import Optimizer
 
 
@@ -38,9 +38,9 @@ class _HyperParams(Optimizer):
 
             def initial_value():
                 if shape.is_fully_defined():
-                    return array_ops.fill(shape.as_list(), array_ops.constant(fill_value, dtype=dtype))
+                    return array_ops.fill(shape.as_list(), constant_op.constant(fill_value, dtype=dtype))
                 return array_ops.fill(array_ops.shape(var.initialized_value()),
-                                      array_ops.constant(fill_value, dtype=dtype))
+                                      constant_op.constant(fill_value, dtype=dtype))
             with graph.name_scope(None), graph.name_scope(f"{var.op.name}/"), graph.colocate_with(var.op):
                 slots[var] = variables.Variable(initial_value, trainable=False, name=op_name)
         return slots[var]

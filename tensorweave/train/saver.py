@@ -28,7 +28,7 @@ from tensorweave.framework import dtypes, errors, meta_graph
 from tensorweave.framework.graph import GraphKeys, get_default_graph
 from tensorweave.framework.graph_io import atomic_write
 from tensorweave.framework.tensor import Tensor
-from tensorweave.ops import array_ops, control_ops, state_ops
+from tensorweave.ops import array_ops, constant_op, control_ops, state_ops
 from tensorweave.ops.variables import Variable
 from tensorweave.platform import tf_logging as logging
 from tensorweave.train.checkpoint_state import (  # noqa: F401 - re-exported as tf.train.*
@@ -245,7 +245,7 @@ class Saver:
                                "tf.train.Saver before finalizing the graph (e.g. before MonitoredSession).")
         with graph.as_default(), graph.control_dependencies(None), graph.colocate_with(None), \
                 array_ops.name_scope(self._name, "save"):
-            filename = array_ops.constant(self._filename or "model", dtype=dtypes.string, name="Const")
+            filename = constant_op.constant(self._filename or "model", dtype=dtypes.string, name="Const")
             save_tensor = array_ops.identity(filename, name="control_dependency")
             assigns = []
             for key, ref in self._vars.items():

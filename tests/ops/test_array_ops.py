@@ -10,7 +10,8 @@ import tensorweave as tf
 from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.compat import v1_api
 from tensorweave.framework.op_builder import apply_op
-from tensorweave.ops import array_ops, math_ops
+from tensorweave.ops import (array_ops, concat_ops, constant_op, gather_ops, math_ops, padding_ops, reduction_ops,
+                              slicing_ops)
 from tests.op_check import _numeric, check_forward, check_gradient, check_op, run_op
 
 RNG = np.random.default_rng(0)
@@ -238,7 +239,7 @@ def test_gather_nd_and_scatter_nd():
         out = np.zeros((3, 4, 2))
         np.add.at(out, (idx[:, 0], idx[:, 1]), u)
         return out
-    check_op(lambda u: array_ops.scatter_nd(idx, u, [3, 4, 2]), [updates], scatter_ref)
+    check_op(lambda u: gather_ops.scatter_nd(idx, u, [3, 4, 2]), [updates], scatter_ref)
 
 
 def test_tile():
@@ -301,7 +302,7 @@ def test_where_select_and_indices():
     check_op(lambda a: tf.where(cond, a, np.zeros((2, 3))), [x], lambda a: np.where(cond, a, 0.0))
     check_forward(lambda c: tf.where(c), [cond], lambda c: np.argwhere(c).astype(np.int64))
     check_forward(lambda c: tf.where(c), [np.array([0.0, 2.0, 0.0, 1.0])], lambda c: np.argwhere(c).astype(np.int64))
-    check_op(lambda a, b: array_ops.where_v2(np.array([True, False, True]), a, b), [x, rand(1, 3)],
+    check_op(lambda a, b: gather_ops.where_v2(np.array([True, False, True]), a, b), [x, rand(1, 3)],
              lambda a, b: np.where([True, False, True], a, b))
     with pytest.raises(ValueError):
         with tf.Graph().as_default():
@@ -331,8 +332,9 @@ def test_unsorted_segment_sum():
 
 
 needs_comparisons = pytest.mark.skipif(
-    not all(hasattr(math_ops, f) for f in ("maximum", "greater_equal", "less", "reduce_max")),
-    reason="math_ops does not provide maximum/greater_equal/less/reduce_max yet")
+    not all(hasattr(math_ops, f) for f in ("maximum", "greater_equal", "less")) or
+    not hasattr(reduction_ops, "reduce_max"),
+    reason="math_ops / reduction_ops do not provide maximum/greater_equal/less/reduce_max yet")
 
 
 @needs_comparisons
@@ -359,7 +361,7 @@ def test_broadcast_to_and_reverse():
     y = rand(2, 3, 4)
     check_op(lambda t: tf.reverse(t, [1]), [y], lambda v: v[:, ::-1])
     check_op(lambda t: tf.reverse(t, [0, -1]), [y], lambda v: v[::-1, :, ::-1])
-    check_op(lambda t: array_ops.reverse_v2(t, []), [y], lambda v: v)
+    check_op(lambda t: padding_ops.reverse_v2(t, []), [y], lambda v: v)
 
 
 def test_boolean_mask():
@@ -457,10 +459,10 @@ def test_shape_is_exact_when_values_are_known():
     with tf.Graph().as_default():
         x = tf.placeholder(tf.float32, [None, 3, 4])
         batch = tf.shape(x)[0]
-        assert array_ops.partial_value(tf.shape(x)) == [None, 3, 4]
-        assert array_ops.partial_value(tf.shape(x)[1:]) == [3, 4]
-        assert array_ops.partial_value(tf.stack([batch, 7])) == [None, 7]
-        assert array_ops.constant_value_as_shape(tf.concat([tf.shape(x)[1:], [5]], 0)).as_list() == [3, 4, 5]
+        assert constant_op.partial_value(tf.shape(x)) == [None, 3, 4]
+        assert constant_op.partial_value(tf.shape(x)[1:]) == [3, 4]
+        assert constant_op.partial_value(tf.stack([batch, 7])) == [None, 7]
+        assert constant_op.constant_value_as_shape(tf.concat([tf.shape(x)[1:], [5]], 0)).as_list() == [3, 4, 5]
 
 
 # -- Tensor.__getitem__ --------------------------------------------------------------------------------
@@ -544,7 +546,7 @@ def test_getitem_forms_and_gradients():
         lambda v: v[::-1, 1:3],
         lambda v: v[..., ::2],
         lambda v: v[None, 1, ..., None],
-        lambda v: v[:, array_ops.newaxis, -2:],
+        lambda v: v[:, slicing_ops.newaxis, -2:],
         lambda v: v[0:100, -100:2],
     ]
     for case in cases:  # the same expression indexes the placeholder and the NumPy array
@@ -619,11 +621,14 @@ def test_kernels_accept_read_only_inputs():
             sess.run([_dense(g) for g in grads], {t: x})
 
 
+ARRAY_MODULES = {m.__name__: m for m in (constant_op, array_ops, concat_ops, slicing_ops, gather_ops, padding_ops)}
+
+
 def test_every_public_array_name_exists():
-    missing = [name for name, target in v1_api.ROOT.items()
-               if isinstance(target, str) and target.startswith("tensorweave.ops.array_ops:")
-               and not hasattr(array_ops, target.split(":")[1])]
-    assert missing == []
+    targets = [(name, *target.split(":")) for name, target in v1_api.ROOT.items()
+               if isinstance(target, str) and target.split(":")[0] in ARRAY_MODULES]
+    missing = [name for name, module, attr in targets if not hasattr(ARRAY_MODULES[module], attr)]
+    assert targets and missing == []
 
 
 def test_names_follow_tf():

@@ -1,5 +1,5 @@
-"""Math ops: forward values against NumPy, gradients against central differences, dtypes,
-broadcasting, the TF1 argument spellings, and the operators on Tensor."""
+"""Math ops: element-wise forward values against NumPy, gradients against central differences,
+dtypes, broadcasting, add_n, tensordot, and the operators on Tensor."""
 
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 import tensorweave as tf
 from tensorweave.framework.op_def import get_op_def
-from tensorweave.ops import array_ops, math_ops
+from tensorweave.ops import array_ops
 from tests.op_check import check_forward, check_gradient, check_op, run_op
 
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -256,230 +256,7 @@ def test_logical_not_and_scalar_inputs():
     check_forward(lambda a: tf.logical_and(a, True), [np.array([True, False])], lambda a: a)
 
 
-# -- reductions ------------------------------------------------------------------------------
-
-AXES = [None, 0, -1, 1, [0, 2], (-1, 0), [], [0, 1, 2]]
-
-REDUCTIONS = [
-    ("reduce_sum", tf.reduce_sum, np.sum, "any", FLOATS + INTS),
-    ("reduce_mean", tf.reduce_mean, np.mean, "any", FLOATS + INTS),
-    ("reduce_prod", tf.reduce_prod, np.prod, "any", FLOATS + INTS),
-    ("reduce_max", tf.reduce_max, np.max, "any", FLOATS + INTS),
-    ("reduce_min", tf.reduce_min, np.min, "any", FLOATS + INTS),
-]
-
-
-def _np_axis(axis):
-    return tuple(axis) if isinstance(axis, (list, tuple)) else axis
-
-
-@pytest.mark.parametrize("keepdims", [False, True])
-@pytest.mark.parametrize("axis", AXES, ids=str)
-@pytest.mark.parametrize("case", REDUCTIONS, ids=[c[0] for c in REDUCTIONS])
-def test_reductions(case, axis, keepdims):
-    _, build, reference, domain, dtypes = case
-    rng = np.random.default_rng(7)
-    for dtype in dtypes:
-        x = _read_only(_values(rng, (2, 3, 2), dtype, domain))
-        check_forward(lambda t: build(t, axis=axis, keepdims=keepdims), [x],
-                      _typed(lambda a: reference(a, axis=_np_axis(axis), keepdims=keepdims)))
-    x = _values(rng, (2, 3, 2), np.float64, domain)
-    check_gradient(lambda t: build(t, axis=axis, keepdims=keepdims), [x])
-
-
-@pytest.mark.parametrize("keepdims", [False, True])
-@pytest.mark.parametrize("axis", [None, 0, -1, [0, 1]], ids=str)
-def test_reduce_any_all(axis, keepdims):
-    x = np.random.default_rng(3).integers(0, 2, size=(3, 4)).astype(bool)
-    for build, reference in ((tf.reduce_any, np.any), (tf.reduce_all, np.all)):
-        check_forward(lambda t: build(t, axis=axis, keepdims=keepdims), [x],
-                      lambda a: reference(a, axis=_np_axis(axis), keepdims=keepdims))
-
-
-def test_integer_mean_truncates_toward_zero_and_keeps_dtype():
-    check_forward(tf.reduce_mean, [np.int32([1, 2])], lambda a: np.int32(1))
-    check_forward(tf.reduce_mean, [np.int32([-1, -2])], lambda a: np.int32(-1))
-    check_forward(tf.reduce_sum, [np.int32([[1, 2], [3, 4]])], lambda a: np.int32(10))
-    check_forward(tf.reduce_mean, [np.float16([1, 2, 4])], lambda a: np.mean(a))
-
-
-def test_reduction_keep_dims_alias_and_reduction_indices():
-    x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    check_forward(lambda t: tf.reduce_sum(t, 1, keep_dims=True), [x], lambda a: a.sum(1, keepdims=True))
-    check_forward(lambda t: tf.reduce_mean(t, reduction_indices=[0]), [x], lambda a: a.mean(0))
-    check_forward(lambda t: tf.reduce_max(t, reduction_indices=-1, keep_dims=True), [x],
-                  lambda a: a.max(-1, keepdims=True))
-    with tf.Graph().as_default():
-        t = tf.constant(x)
-        with pytest.raises(ValueError):
-            tf.reduce_sum(t, axis=0, reduction_indices=0)
-        with pytest.raises(ValueError):
-            tf.reduce_sum(t, keepdims=True, keep_dims=True)
-        assert tf.reduce_sum(t, -1, keepdims=True).shape.as_list() == [2, 1]
-        assert tf.reduce_sum(t).shape.as_list() == []
-
-
-def test_reductions_with_unknown_rank_and_fed_axes():
-    x = np.random.default_rng(1).uniform(-1, 1, size=(2, 3, 2))
-    with tf.Graph().as_default():
-        t = tf.placeholder(tf.float64)  # unknown rank: axis=None reduces over Range(rank)
-        axis = tf.placeholder(tf.int32, [None])
-        total = tf.reduce_sum(t)
-        part = tf.reduce_max(t, axis=axis)
-        grads = tf.gradients(tf.reduce_sum(part * part) + total, t)
-        with tf.Session() as sess:
-            got_total, got_part, got_grad = sess.run([total, part, grads[0]], {t: x, axis: [0, -1]})
-    np.testing.assert_allclose(got_total, x.sum())
-    np.testing.assert_allclose(got_part, x.max(axis=(0, 2)))
-    is_max = x == x.max(axis=(0, 2), keepdims=True)
-    np.testing.assert_allclose(got_grad, 1 + is_max * 2 * x)
-
-
-def test_max_and_min_gradient_split_evenly_among_ties():
-    x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]])
-    with tf.Graph().as_default():
-        t = tf.constant(x)
-        g_max = tf.gradients(tf.reduce_max(t, axis=1), t)[0]
-        g_min = tf.gradients(tf.reduce_min(t), t)[0]
-        with tf.Session() as sess:
-            g_max, g_min = sess.run([g_max, g_min])
-    np.testing.assert_allclose(g_max, [[0, 0.5, 0.5], [0.5, 0.5, 0]])
-    np.testing.assert_allclose(g_min, [[0, 0, 0], [0, 0, 1]])
-
-
-@pytest.mark.parametrize("axis", [None, 1, [0, 2], -1])
-def test_prod_gradient_is_exact_with_zeros(axis):
-    x = np.random.default_rng(5).uniform(0.5, 2, size=(2, 3, 2))
-    x[0, 1, 0] = 0.0
-    x[1, 2, 1] = 0.0
-    x[1, 0, 1] = 0.0
-    check_gradient(lambda t: tf.reduce_prod(t, axis=axis), [x])
-
-
-def test_empty_max_gives_lowest_value():
-    got = run_op(lambda t: tf.reduce_max(t, axis=1), [np.zeros((2, 0), np.float32)])
-    np.testing.assert_array_equal(got, [-np.inf, -np.inf])
-
-
-@pytest.mark.parametrize("keepdims", [False, True])
-@pytest.mark.parametrize("axis", [None, 0, -1])
-def test_reduce_logsumexp(axis, keepdims):
-    x = np.random.default_rng(2).uniform(-3, 3, size=(3, 4))
-
-    def reference(a):
-        m = np.max(a, axis=axis, keepdims=True)
-        return (np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m).reshape(
-            np.sum(a, axis=axis, keepdims=keepdims).shape).astype(a.dtype)
-    for dtype in FLOATS:
-        check_forward(lambda t: tf.reduce_logsumexp(t, axis=axis, keepdims=keepdims), [x.astype(dtype)],
-                      reference, rtol=1e-5)
-    check_gradient(lambda t: tf.reduce_logsumexp(t, axis=axis, keepdims=keepdims), [x])
-
-
-def test_reduce_logsumexp_large_and_infinite_values():
-    x = np.array([[1000.0, 1000.0], [-np.inf, -np.inf], [np.inf, 0.0]], np.float32)
-    got = run_op(lambda t: tf.reduce_logsumexp(t, axis=1), [x])
-    np.testing.assert_allclose(got, [1000.0 + np.log(2.0), -np.inf, np.inf])
-
-
-def test_count_nonzero():
-    x = np.array([[0, 1, 2], [0, 0, 3]], np.int32)
-    check_forward(tf.count_nonzero, [x], lambda a: np.int64(3))
-    check_forward(lambda t: tf.count_nonzero(t, axis=1, keepdims=True), [x],
-                  lambda a: np.int64([[2], [1]]))
-    check_forward(lambda t: tf.count_nonzero(t, 0, dtype=tf.int32), [x.astype(np.float32)],
-                  lambda a: np.int32([0, 1, 2]))
-    check_forward(lambda t: tf.count_nonzero(t), [np.array([True, False, True])], lambda a: np.int64(2))
-
-
-# -- argmax, scans, range, add_n ----------------------------------------------------------------
-
-@pytest.mark.parametrize("dtype", FLOATS + INTS)
-def test_argmax_argmin(dtype):
-    x = np.random.default_rng(4).permutation(24).reshape(2, 3, 4).astype(dtype)
-    check_forward(tf.argmax, [x], lambda a: np.argmax(a, axis=0))  # TF1's default dimension is 0
-    check_forward(lambda t: tf.argmin(t, -1), [x], lambda a: np.argmin(a, axis=-1))
-    check_forward(lambda t: tf.argmax(t, dimension=1, output_type=tf.int32), [x],
-                  lambda a: np.argmax(a, axis=1).astype(np.int32))
-    check_forward(lambda t: tf.argmin(t, axis=2, output_type=tf.int32), [x],
-                  lambda a: np.argmin(a, axis=2).astype(np.int32))
-    with tf.Graph().as_default():
-        t = tf.placeholder(tf.as_dtype(dtype), [None, 3, 4])
-        out = tf.argmax(t, axis=-2)
-        assert out.dtype == tf.int64
-        assert out.shape.as_list() == [None, 4]
-        assert tf.argmax(t, 1, output_type=tf.int32).dtype == tf.int32
-
-
-def _np_cumsum(a, axis, exclusive, reverse, scan=np.cumsum, identity=0):
-    if reverse:
-        a = np.flip(a, axis)
-    out = scan(a, axis=axis, dtype=a.dtype)
-    if exclusive:
-        pad = np.full_like(np.take(out, [0], axis=axis), identity)
-        out = np.concatenate([pad, np.delete(out, -1, axis=axis)], axis=axis)
-    return np.flip(out, axis) if reverse else out
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("exclusive", [False, True])
-@pytest.mark.parametrize("axis", [0, 1, -1])
-def test_cumsum_and_cumprod(axis, exclusive, reverse):
-    rng = np.random.default_rng(6)
-    for dtype in FLOATS + INTS:
-        x = _read_only(_values(rng, (3, 4), dtype, "any"))
-        check_forward(lambda t: tf.cumsum(t, axis, exclusive=exclusive, reverse=reverse), [x],
-                      lambda a: _np_cumsum(a, axis, exclusive, reverse))
-        check_forward(lambda t: math_ops.cumprod(t, axis, exclusive=exclusive, reverse=reverse), [x],
-                      lambda a: _np_cumsum(a, axis, exclusive, reverse, np.cumprod, 1))
-    check_gradient(lambda t: tf.cumsum(t, axis, exclusive=exclusive, reverse=reverse),
-                   [_values(rng, (3, 4), np.float64, "any")])
-    check_gradient(lambda t: math_ops.cumprod(t, axis, exclusive=exclusive, reverse=reverse),
-                   [_values(rng, (3, 4), np.float64, "nonzero")])
-
-
-def test_cumsum_default_axis_and_int_dtype():
-    check_forward(tf.cumsum, [np.int32([1, 2, 3])], lambda a: np.int32([1, 3, 6]))
-    check_forward(lambda t: tf.cumsum(t, exclusive=True, reverse=True), [np.int32([1, 2, 3])],
-                  lambda a: np.int32([5, 3, 0]))
-
-
-def test_range():
-    cases = [
-        (lambda: tf.range(5), np.arange(5, dtype=np.int32)),
-        (lambda: tf.range(1, 10, 3), np.int32([1, 4, 7])),
-        (lambda: tf.range(10, 1, -2), np.int32([10, 8, 6, 4, 2])),
-        (lambda: tf.range(0.0, 1.0, 0.25), np.float32([0, 0.25, 0.5, 0.75])),
-        (lambda: tf.range(3, dtype=tf.float64), np.float64([0, 1, 2])),
-        (lambda: tf.range(0, 2.5), np.float32([0, 1, 2])),  # int and float -> float32
-        (lambda: tf.range(3, 3), np.zeros([0], np.int32)),
-        (lambda: tf.range(tf.constant(4, tf.int64)), np.arange(4, dtype=np.int64)),
-    ]
-    for build, want in cases:
-        with tf.Graph().as_default():
-            r = build()
-            assert r.shape.as_list() == list(want.shape)
-            assert r.op.name == "range"
-            with tf.Session() as sess:
-                got = sess.run(r)
-        assert got.dtype == want.dtype
-        np.testing.assert_allclose(got, want)
-
-
-def test_range_with_fed_limit_and_invalid_arguments():
-    with tf.Graph().as_default():
-        n = tf.placeholder(tf.int32, [])
-        r = tf.range(0, n, 2)
-        assert r.shape.as_list() == [None]
-        with tf.Session() as sess:
-            np.testing.assert_array_equal(sess.run(r, {n: 7}), [0, 2, 4, 6])
-            with pytest.raises(tf.errors.InvalidArgumentError, match="start <= limit"):
-                sess.run(r, {n: -3})
-        with pytest.raises(ValueError, match="delta != 0"):
-            tf.range(0, 5, 0)
-        with pytest.raises(ValueError, match="start <= limit"):
-            tf.range(5, 1)
-
+# -- add_n, scalar_mul -----------------------------------------------------------------------------
 
 def test_add_n():
     rng = np.random.default_rng(8)
@@ -501,65 +278,6 @@ def test_scalar_mul():
     with tf.Graph().as_default():
         with pytest.raises(ValueError):
             tf.scalar_mul(tf.constant([1.0, 2.0]), tf.constant([1.0, 2.0]))
-
-
-# -- clipping and norms -------------------------------------------------------------------------
-
-def test_clip_by_value_forward_and_gradient():
-    rng = np.random.default_rng(9)
-    x = rng.uniform(-2, 2, size=(4, 5))
-    x[np.abs(np.abs(x) - 1) < 0.05] = 0.3  # stay away from the bounds for finite differences
-    check_op(lambda t: tf.clip_by_value(t, -1.0, 1.0), [x], lambda a: np.clip(a, -1.0, 1.0))
-    check_forward(lambda t: tf.clip_by_value(t, -1, 1), [x.astype(np.float32)],
-                  lambda a: np.clip(a, np.float32(-1), np.float32(1)))
-    lo, hi = np.float64([-0.5, -1, -1.5, -2, 0]), np.float64([0.5, 1, 1.5, 2, 0.1])
-    check_op(lambda t, a, b: tf.clip_by_value(t, a, b), [x, lo, hi], np.clip)
-    with tf.Graph().as_default():
-        t = tf.placeholder(tf.float32, [4, 5])
-        out = tf.clip_by_value(t, 0.0, 1.0)
-        assert out.op.type == "Maximum" and out.op.name == "clip_by_value"
-        assert out.op.inputs[0].op.type == "Minimum"
-
-
-def test_clip_by_norm():
-    x = np.random.default_rng(10).uniform(-2, 2, size=(3, 4))
-
-    def reference(a, clip=1.5, axes=None):
-        norm = np.sqrt(np.sum(a * a, axis=axes, keepdims=True))
-        return (a * clip / np.maximum(norm, clip)).astype(a.dtype)
-    check_op(lambda t: tf.clip_by_norm(t, 1.5), [x], reference)
-    check_op(lambda t: tf.clip_by_norm(t, 1.5, axes=[1]), [x], lambda a: reference(a, axes=1))
-    check_op(lambda t: tf.clip_by_norm(t, 100.0), [x], lambda a: reference(a, clip=100.0))
-    check_forward(lambda t: tf.clip_by_norm(t, 1.5), [x.astype(np.float32)], reference)
-    # An all-zero tensor stays zero and its gradient stays finite (no 0/0 in the norm).
-    with tf.Graph().as_default():
-        z = tf.constant(np.zeros((2, 2)))
-        out = tf.clip_by_norm(z, 1.0)
-        g = tf.gradients(tf.reduce_sum(out), z)[0]
-        with tf.Session() as sess:
-            out, g = sess.run([out, g])
-    np.testing.assert_array_equal(out, 0.0)
-    assert np.all(np.isfinite(g))
-
-
-def test_global_norm_and_clip_by_global_norm():
-    rng = np.random.default_rng(11)
-    a, b = rng.uniform(-2, 2, size=(2, 3)), rng.uniform(-2, 2, size=(4,))
-    norm = np.sqrt(np.sum(a * a) + np.sum(b * b))
-    check_op(lambda x, y: tf.global_norm([x, y]), [a, b], lambda x, y: norm)
-    for clip in (1.0, 100.0):
-        scale = clip / max(norm, clip)
-        for i in range(2):
-            check_op(lambda x, y: tf.clip_by_global_norm([x, y], clip)[0][i], [a, b],
-                     lambda x, y: [x, y][i] * scale)
-    with tf.Graph().as_default():
-        x, y = tf.constant(a), tf.constant(b)
-        clipped, use_norm = tf.clip_by_global_norm([x, None, y], 1.0)
-        assert clipped[1] is None
-        with tf.Session() as sess:
-            got_norm, got_a = sess.run([use_norm, clipped[0]])
-    np.testing.assert_allclose(got_norm, norm)
-    np.testing.assert_allclose(got_a, a / norm)
 
 
 # -- tensordot ---------------------------------------------------------------------------------
@@ -746,15 +464,6 @@ def test_gradients_through_unknown_shapes():
     np.testing.assert_allclose(gx, 2 * o * yv + np.prod(xv, 1, keepdims=True) / xv / 4)
     np.testing.assert_allclose(gy, (2 * o * xv).sum(0))
     np.testing.assert_allclose(gz, (2 * o).sum())
-
-
-def test_range_dtype_rules():
-    with tf.Graph().as_default():
-        assert tf.range(2, 5.0).dtype == tf.float32
-        assert tf.range(tf.constant(2, tf.int64), 5).dtype == tf.int64
-        assert tf.range(1, 4, dtype=tf.int64).dtype == tf.int64
-        with pytest.raises(ValueError):
-            tf.range(tf.constant(3, tf.int32), dtype=tf.float32)
 
 
 def test_equal_compares_strings_and_bools():

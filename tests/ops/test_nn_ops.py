@@ -9,7 +9,7 @@ import pytest
 
 import tensorweave as tf
 from tensorweave.framework.indexed_slices import IndexedSlices
-from tensorweave.ops import nn_ops
+from tensorweave.ops import conv_ops, sliding_window
 from tests.op_check import check_forward, check_gradient, check_op, run_op
 
 RNG = np.random.default_rng(1234)
@@ -201,11 +201,12 @@ def test_window_geometry_follows_tf_rules():
     for size in range(1, 12):
         for k in range(1, 6):
             for s in range(1, 4):
-                out, before, after = nn_ops.window_geometry(size, k, s, 1, "SAME")
+                out, before, after = sliding_window.window_geometry(size, k, s, 1, "SAME")
                 total = max((out - 1) * s + k - size, 0)
                 assert (out, before, after) == (math.ceil(size / s), total // 2, total - total // 2)
                 if size >= k:
-                    assert nn_ops.window_geometry(size, k, s, 1, "VALID") == (math.ceil((size - k + 1) / s), 0, 0)
+                    valid = (math.ceil((size - k + 1) / s), 0, 0)
+                    assert sliding_window.window_geometry(size, k, s, 1, "VALID") == valid
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -304,7 +305,7 @@ def test_conv_and_pool_process_the_batch_in_chunks(monkeypatch):
         return [pooled] + tf.gradients(pooled * pooled, [a, b])
 
     whole = run_op(build, [x, f])
-    monkeypatch.setattr(nn_ops, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(sliding_window, "_CHUNK_BYTES", 1)
     chunked = run_op(build, [x, f])
     for a, b in zip(whole, chunked, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -565,7 +566,7 @@ def test_public_names_exist():
     for public, target in NN.items():
         module, attr = target.split(":")
         assert getattr(tf.nn, public) is not None, public
-    assert tf.nn.conv2d is nn_ops.conv2d
+    assert tf.nn.conv2d is conv_ops.conv2d
 
 
 def test_same_values_when_the_runtime_runs_a_large_feed_in_row_chunks(monkeypatch):
@@ -604,3 +605,8 @@ def test_batch_rules_declare_which_inputs_carry_rows():
         assert tf.nn.l2_loss(x).op.op_def.batch_rule is None  # sums over the rows
         sizes_op = tf.gradients(conv, x)[0].op
         assert sizes_op.type == "Conv2DBackpropInput" and sizes_op.op_def.batch_rule is None
+
+
+def test_second_order_softsign_matches_finite_differences():
+    x = np.array([[-1.5, -0.3, 0.4, 2.0]])
+    check_gradient(lambda t: tf.gradients(tf.reduce_sum(tf.nn.softsign(t) * t), t)[0], [x])
