@@ -273,7 +273,8 @@ class Graph:
             return
         ops = []
         for c in control_inputs:
-            c = getattr(c, "_as_graph_element", lambda: c)() if not isinstance(c, (Tensor, Operation)) else c
+            if not isinstance(c, (Tensor, Operation)) and hasattr(c, "_as_graph_element"):
+                c = c._as_graph_element()
             if isinstance(c, Tensor):
                 c = c.op
             if not isinstance(c, Operation):

@@ -3,7 +3,7 @@
 import builtins
 
 from tensorweave.framework.graph import get_default_graph
-from tensorweave.framework.op_builder import apply_op, control_dependencies, graph_of, name_scope
+from tensorweave.framework.op_builder import control_dependencies, graph_of, name_scope
 from tensorweave.framework.op_def import define_op
 from tensorweave.framework.operation import Operation
 from tensorweave.framework.tensor import Tensor
@@ -34,7 +34,8 @@ def _as_ops(inputs):
         if isinstance(x, (list, builtins.tuple)):
             ops.extend(_as_ops(x))
             continue
-        x = getattr(x, "_as_graph_element", lambda: x)() if not isinstance(x, (Tensor, Operation)) else x
+        if not isinstance(x, (Tensor, Operation)) and hasattr(x, "_as_graph_element"):
+            x = x._as_graph_element()
         if isinstance(x, Tensor):
             x = x.op
         if not isinstance(x, Operation):

@@ -37,7 +37,7 @@ def run_plan(plan, feed_values, step):
         else:
             run_closures(*plan.program, vals)
     out = []
-    for slot, deref in zip(plan.fetch_slots, plan.fetch_deref):
+    for slot, deref in zip(plan.fetch_slots, plan.fetch_deref, strict=True):
         value = vals[slot]
         if deref:
             value = value.read()

@@ -114,7 +114,7 @@ class FileWriter:
     def _warn_if_closed(self):
         if self._closed:
             warnings.warn("Attempting to use a closed FileWriter. The operation will be "
-                          "a noop unless the FileWriter is explicitly reopened.")
+                          "a noop unless the FileWriter is explicitly reopened.", stacklevel=3)
             return True
         return False
 

@@ -10,48 +10,13 @@ from hypothesis import HealthCheck, given, settings
 import tensorweave as tf
 from tensorweave.framework.op_def import get_op_def
 from tensorweave.ops import array_ops
+from tests.op_inputs import FLOATS, INTS, random_values, read_only, typed
 from tests.op_check import check_forward, check_gradient, check_op, run_op
 
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BROADCAST_PAIRS = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3)
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3)
 SEEDS = st.integers(0, 2**32 - 1)
-FLOATS = (np.float32, np.float64)
-INTS = (np.int32, np.int64)
-
-
-def _values(rng, shape, dtype, domain):
-    """Random inputs inside a domain chosen away from each op's non-differentiable points."""
-    if domain == "bool":
-        return rng.integers(0, 2, size=shape).astype(bool)
-    if np.dtype(dtype).kind == "i":
-        low, high = {"any": (-6, 7), "nonzero": (1, 7), "positive": (1, 4), "exponent": (0, 4)}[domain]
-        v = rng.integers(low, high, size=shape)
-        if domain == "nonzero":
-            v = v * rng.choice([-1, 1], size=shape)
-        return v.astype(dtype)
-    if domain == "any":
-        v = rng.uniform(-2, 2, size=shape)
-    elif domain == "nonzero":
-        v = rng.uniform(0.5, 2, size=shape) * rng.choice([-1, 1], size=shape)
-    elif domain == "positive":
-        v = rng.uniform(0.5, 2, size=shape)
-    elif domain == "exponent":
-        v = rng.uniform(-2, 2, size=shape)
-    else:
-        raise ValueError(domain)
-    return np.asarray(v, dtype=dtype)
-
-
-def _read_only(a):
-    a = np.array(a, copy=True)
-    a.flags.writeable = False  # kernels must never write into their inputs
-    return a
-
-
-def _typed(fn):
-    """A NumPy reference whose result keeps the first input's dtype (as the op's declared dtype)."""
-    return lambda *xs: np.asarray(fn(*xs)).astype(xs[0].dtype)
 
 
 # -- binary element-wise ops -------------------------------------------------------------------
@@ -65,7 +30,7 @@ BINARY = [
     ("divide", tf.divide, np.true_divide, "any", "nonzero", FLOATS, True),
     ("div", tf.div, np.true_divide, "any", "nonzero", FLOATS, True),
     ("div_int", tf.div, np.floor_divide, "any", "nonzero", INTS, False),
-    ("floordiv", tf.floordiv, _typed(lambda x, y: np.floor(x / y)), "any", "nonzero", FLOATS, False),
+    ("floordiv", tf.floordiv, typed(lambda x, y: np.floor(x / y)), "any", "nonzero", FLOATS, False),
     ("floordiv_int", tf.floordiv, np.floor_divide, "any", "nonzero", INTS, False),
     ("floormod", tf.floormod, np.mod, "any", "nonzero", FLOATS + INTS, True),
     ("mod", tf.mod, np.mod, "any", "nonzero", FLOATS + INTS, True),
@@ -94,10 +59,10 @@ def test_binary_ops_broadcast(case, shapes, seed):
     rng = np.random.default_rng(seed)
     (sx, sy) = shapes.input_shapes
     for dtype in dtypes:
-        x, y = _read_only(_values(rng, sx, dtype, x_domain)), _read_only(_values(rng, sy, dtype, y_domain))
+        x, y = read_only(random_values(rng, sx, dtype, x_domain)), read_only(random_values(rng, sy, dtype, y_domain))
         check_forward(build, [x, y], reference)
     if differentiable:
-        x, y = _values(rng, sx, np.float64, x_domain), _values(rng, sy, np.float64, y_domain)
+        x, y = random_values(rng, sx, np.float64, x_domain), random_values(rng, sy, np.float64, y_domain)
         check_gradient(build, [x, y])
 
 
@@ -200,7 +165,7 @@ UNARY = [
     ("log", tf.log, np.log, "positive", FLOATS, True),
     ("log1p", tf.log1p, np.log1p, "positive", FLOATS, True),
     ("sqrt", tf.sqrt, np.sqrt, "positive", FLOATS, True),
-    ("rsqrt", tf.rsqrt, _typed(lambda x: 1 / np.sqrt(x)), "positive", FLOATS, True),
+    ("rsqrt", tf.rsqrt, typed(lambda x: 1 / np.sqrt(x)), "positive", FLOATS, True),
     ("reciprocal", tf.reciprocal, np.reciprocal, "nonzero", FLOATS, True),
     ("tanh", tf.tanh, np.tanh, "any", FLOATS, True),
     ("sigmoid", tf.sigmoid, _sigmoid, "any", FLOATS, True),
@@ -219,9 +184,9 @@ def test_unary_ops(case, shape, seed):
     _, build, reference, domain, dtypes, differentiable = case
     rng = np.random.default_rng(seed)
     for dtype in dtypes:
-        check_forward(build, [_read_only(_values(rng, shape, dtype, domain))], reference, rtol=2e-6)
+        check_forward(build, [read_only(random_values(rng, shape, dtype, domain))], reference, rtol=2e-6)
     if differentiable:
-        check_gradient(build, [_values(rng, shape, np.float64, domain)])
+        check_gradient(build, [random_values(rng, shape, np.float64, domain)])
 
 
 @pytest.mark.parametrize("build,reference", [(tf.exp, np.exp), (tf.sigmoid, _sigmoid), (tf.sqrt, np.sqrt),
@@ -437,7 +402,7 @@ def test_errors_name_the_op_and_the_problem():
 
 
 def test_read_only_inputs_are_never_written():
-    x = _read_only(np.random.default_rng(15).uniform(0.5, 2, size=(3, 4)))
+    x = read_only(np.random.default_rng(15).uniform(0.5, 2, size=(3, 4)))
     before = x.copy()
     builds = [tf.sigmoid, tf.rsqrt, tf.square, lambda t: tf.squared_difference(t, 1.0),
               lambda t: tf.add_n([t, t, t]), lambda t: tf.cumsum(t, 1, exclusive=True, reverse=True),

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import tensorweave as tf
-from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.ops import conv_ops, sliding_window
 from tests.op_check import check_forward, check_gradient, check_op, run_op
 

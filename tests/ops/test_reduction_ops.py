@@ -7,44 +7,9 @@ import pytest
 
 import tensorweave as tf
 from tensorweave.ops import reduction_ops
+from tests.op_inputs import FLOATS, INTS, random_values, read_only, typed
 from tests.op_check import check_forward, check_gradient, run_op
 
-FLOATS = (np.float32, np.float64)
-INTS = (np.int32, np.int64)
-
-
-def _values(rng, shape, dtype, domain):
-    """Random inputs inside a domain chosen away from each op's non-differentiable points."""
-    if domain == "bool":
-        return rng.integers(0, 2, size=shape).astype(bool)
-    if np.dtype(dtype).kind == "i":
-        low, high = {"any": (-6, 7), "nonzero": (1, 7), "positive": (1, 4), "exponent": (0, 4)}[domain]
-        v = rng.integers(low, high, size=shape)
-        if domain == "nonzero":
-            v = v * rng.choice([-1, 1], size=shape)
-        return v.astype(dtype)
-    if domain == "any":
-        v = rng.uniform(-2, 2, size=shape)
-    elif domain == "nonzero":
-        v = rng.uniform(0.5, 2, size=shape) * rng.choice([-1, 1], size=shape)
-    elif domain == "positive":
-        v = rng.uniform(0.5, 2, size=shape)
-    elif domain == "exponent":
-        v = rng.uniform(-2, 2, size=shape)
-    else:
-        raise ValueError(domain)
-    return np.asarray(v, dtype=dtype)
-
-
-def _read_only(a):
-    a = np.array(a, copy=True)
-    a.flags.writeable = False  # kernels must never write into their inputs
-    return a
-
-
-def _typed(fn):
-    """A NumPy reference whose result keeps the first input's dtype (as the op's declared dtype)."""
-    return lambda *xs: np.asarray(fn(*xs)).astype(xs[0].dtype)
 
 
 # -- reductions ------------------------------------------------------------------------------
@@ -71,10 +36,10 @@ def test_reductions(case, axis, keepdims):
     _, build, reference, domain, dtypes = case
     rng = np.random.default_rng(7)
     for dtype in dtypes:
-        x = _read_only(_values(rng, (2, 3, 2), dtype, domain))
+        x = read_only(random_values(rng, (2, 3, 2), dtype, domain))
         check_forward(lambda t: build(t, axis=axis, keepdims=keepdims), [x],
-                      _typed(lambda a: reference(a, axis=_np_axis(axis), keepdims=keepdims)))
-    x = _values(rng, (2, 3, 2), np.float64, domain)
+                      typed(lambda a: reference(a, axis=_np_axis(axis), keepdims=keepdims)))
+    x = random_values(rng, (2, 3, 2), np.float64, domain)
     check_gradient(lambda t: build(t, axis=axis, keepdims=keepdims), [x])
 
 
@@ -218,15 +183,15 @@ def _np_cumsum(a, axis, exclusive, reverse, scan=np.cumsum, identity=0):
 def test_cumsum_and_cumprod(axis, exclusive, reverse):
     rng = np.random.default_rng(6)
     for dtype in FLOATS + INTS:
-        x = _read_only(_values(rng, (3, 4), dtype, "any"))
+        x = read_only(random_values(rng, (3, 4), dtype, "any"))
         check_forward(lambda t: tf.cumsum(t, axis, exclusive=exclusive, reverse=reverse), [x],
                       lambda a: _np_cumsum(a, axis, exclusive, reverse))
         check_forward(lambda t: reduction_ops.cumprod(t, axis, exclusive=exclusive, reverse=reverse), [x],
                       lambda a: _np_cumsum(a, axis, exclusive, reverse, np.cumprod, 1))
     check_gradient(lambda t: tf.cumsum(t, axis, exclusive=exclusive, reverse=reverse),
-                   [_values(rng, (3, 4), np.float64, "any")])
+                   [random_values(rng, (3, 4), np.float64, "any")])
     check_gradient(lambda t: reduction_ops.cumprod(t, axis, exclusive=exclusive, reverse=reverse),
-                   [_values(rng, (3, 4), np.float64, "nonzero")])
+                   [random_values(rng, (3, 4), np.float64, "nonzero")])
 
 
 def test_cumsum_default_axis_and_int_dtype():
