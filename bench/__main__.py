@@ -25,7 +25,7 @@ import sys
 import time
 
 from bench.run_one import FRAMEWORKS
-from bench.workloads import CHAIN_LEN, DESCRIPTIONS, WORKLOADS
+from bench.workloads import CHAIN_LEN, WORKLOADS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = {"tensorweave": "TensorWeave", "tf": "TF1 graph", "torch": "PyTorch", "numpy": "NumPy"}

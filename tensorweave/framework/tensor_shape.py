@@ -184,7 +184,7 @@ class TensorShape:
             return self
         if not self.is_compatible_with(other):
             raise ValueError(f"Shapes {self} and {other} are not compatible")
-        return TensorShape([a if a is not None else b for a, b in zip(self._dims, other._dims)])
+        return TensorShape([a if a is not None else b for a, b in zip(self._dims, other._dims, strict=True)])
 
     def assert_is_compatible_with(self, other):
         if not self.is_compatible_with(other):
