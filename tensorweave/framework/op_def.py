@@ -43,6 +43,9 @@ class OpDef:
     ref_inputs: input positions that take a reference itself (assignments), not its value.
     step_kernel: the kernel takes the per-step context as its first argument.
     batch_rule: whether the op may run on chunks of rows (see `framework.batch_rules`).
+    fresh_outputs: the kernel always returns new arrays, never views of its inputs.
+    inplace_input / make_inplace_kernel: a kernel that may write its result into that input's
+        array when the plan donates it (the array is fresh, has no views, and dies at this op).
     """
 
     def __init__(self, type_name, *, stateful=False, differentiable=True, ref_outputs=False,
@@ -58,6 +61,9 @@ class OpDef:
         self.make_kernel = None
         self.grad = None
         self.batch_rule = None
+        self.fresh_outputs = False
+        self.inplace_input = None
+        self.make_inplace_kernel = None
 
     def shape_fn(self, fn):
         self.infer = fn
@@ -66,6 +72,14 @@ class OpDef:
     def kernel(self, fn):
         self.make_kernel = fn
         return fn
+
+    def inplace(self, input_index):
+        """Registers `factory(op, device) -> fn` whose fn may overwrite input `input_index`."""
+        def register(factory):
+            self.inplace_input = input_index
+            self.make_inplace_kernel = factory
+            return factory
+        return register
 
     def gradient(self, fn):
         if not self.differentiable:

@@ -79,6 +79,31 @@ def _fixed_kernel(np_fn):
     return lambda op, device: np_fn
 
 
+def _inplace_binary(ufunc):
+    """`ufunc(a, b)` written into a donated `a` when the result has a's shape (else a new array)."""
+    def kernel(op, device):
+        def into_first(a, b):
+            if a.__class__ is np.ndarray and (a.shape == np.shape(b) or np.ndim(b) == 0 or
+                                               a.shape[a.ndim - np.ndim(b):] == np.shape(b)):
+                return ufunc(a, b, out=a)
+            return ufunc(a, b)
+        return into_first
+    return kernel
+
+
+def _inplace_unary(ufunc):
+    def kernel(op, device):
+        return lambda x: ufunc(x, out=x) if x.__class__ is np.ndarray else ufunc(x)
+    return kernel
+
+
+def _allow_inplace(op_def, np_fn, unary):
+    """NumPy ufuncs return fresh arrays and can write into a donated input."""
+    if isinstance(np_fn, np.ufunc):
+        op_def.fresh_outputs = True
+        op_def.inplace(0)(_inplace_unary(np_fn) if unary else _inplace_binary(np_fn))
+
+
 def define_binary(type_name, np_fn=None, *, grad=None, differentiable=True, compare=False, allowed=_NUMERIC,
                   kernel=None):
     """Defines a broadcasting element-wise op computed by `np_fn(x, y)` (ideally a NumPy ufunc).
@@ -90,6 +115,8 @@ def define_binary(type_name, np_fn=None, *, grad=None, differentiable=True, comp
     op_def.batch_rule = batch_rules.elementwise
     op_def.shape_fn(_binary_shape_fn(allowed, dtypes.bool if compare else None))
     op_def.kernel(kernel or _fixed_kernel(np_fn))
+    if kernel is None and not compare:
+        _allow_inplace(op_def, np_fn, unary=False)
     if grad is not None:
         op_def.gradient(grad)
     return op_def
@@ -101,6 +128,8 @@ def define_unary(type_name, np_fn=None, *, grad=None, differentiable=True, allow
     op_def.batch_rule = batch_rules.elementwise
     op_def.shape_fn(_unary_shape_fn(allowed))
     op_def.kernel(kernel or _fixed_kernel(np_fn))
+    if kernel is None:
+        _allow_inplace(op_def, np_fn, unary=True)
     if grad is not None:
         op_def.gradient(grad)
     return op_def
@@ -385,6 +414,7 @@ define_unary("LogicalNot", np.logical_not, differentiable=False, allowed=_BOOL)
 
 MatMul = define_op("MatMul")
 MatMul.batch_rule = batch_rules.matmul_rows
+MatMul.fresh_outputs = True
 
 
 @MatMul.shape_fn

@@ -16,13 +16,14 @@ from tensorweave.framework.op_builder import apply_op, convert_to_tensor
 from tensorweave.framework.op_def import define_op
 
 
-def define_apply(type_name, num_refs, update, grad_index=-1, attrs=()):
+def define_apply(type_name, num_refs, update, grad_index=-1, attrs=(), update_into_grad=None):
     """Defines an update op whose first `num_refs` inputs are variable references.
 
     `update(*values_of_refs, *other_inputs, **attrs)` returns the new values of the refs (same
     order); `attrs` names op attributes passed as keywords. Input `grad_index` is the gradient
     (shaped like the variable); the other non-ref inputs are scalars. The op outputs the
-    variable's new value.
+    variable's new value. `update_into_grad`, if given, computes the same while writing into
+    the gradient's array, which the plan may donate (it is fresh and dies at this op).
     """
     op_def = define_op(type_name, stateful=True, differentiable=False, ref_inputs=tuple(range(num_refs)))
 
@@ -44,17 +45,24 @@ def define_apply(type_name, num_refs, update, grad_index=-1, attrs=()):
                              f"gradient has shape {grad.shape}")
         return [(var.dtype, var.shape)]
 
-    @op_def.kernel
-    def _kernel(op, device):
-        fn = functools.partial(update, **{a: op.get_attr(a) for a in attrs}) if attrs else update
+    def make_kernel(update_fn):
+        def factory(op, device):
+            fn = functools.partial(update_fn, **{a: op.get_attr(a) for a in attrs}) if attrs else update_fn
 
-        def apply(*args):
-            cells, rest = args[:num_refs], args[num_refs:]
-            new_values = fn(*[c.read() for c in cells], *rest)
-            for cell, value in zip(cells, new_values, strict=True):
-                cell.store(value)
-            return new_values[0]
-        return apply
+            def apply(*args):
+                cells, rest = args[:num_refs], args[num_refs:]
+                new_values = fn(*[c.read() for c in cells], *rest)
+                for cell, value in zip(cells, new_values, strict=True):
+                    cell.store(value)
+                return new_values[0]
+            return apply
+        return factory
+
+    op_def.kernel(make_kernel(update))
+    if update_into_grad is not None:
+        if grad_index < 0:
+            raise ValueError(f"{type_name}: an in-place update needs the gradient's input index")
+        op_def.inplace(grad_index)(make_kernel(update_into_grad))
     return op_def
 
 
@@ -226,7 +234,15 @@ def _centered_rms_prop(var, mg, ms, mom, lr, rho, momentum, epsilon, grad):
     return np.subtract(var, mom_new, out=step), mg_new, ms_new, mom_new
 
 
-ApplyGradientDescent = define_apply("ApplyGradientDescent", 1, _gradient_descent)
+def _gradient_descent_into_delta(var, alpha, delta):
+    if delta.__class__ is not np.ndarray or delta.shape != var.shape or delta.dtype != var.dtype:
+        return _gradient_descent(var, alpha, delta)
+    np.multiply(delta, alpha, out=delta)
+    return (np.subtract(var, delta, out=delta),)
+
+
+ApplyGradientDescent = define_apply("ApplyGradientDescent", 1, _gradient_descent, grad_index=2,
+                                    update_into_grad=_gradient_descent_into_delta)
 ApplyMomentum = define_apply("ApplyMomentum", 2, _momentum, grad_index=3, attrs=("use_nesterov",))
 ApplyAdagrad = define_apply("ApplyAdagrad", 2, _adagrad, attrs=("update_slots",))
 ApplyAdam = define_apply("ApplyAdam", 3, _adam, attrs=("use_nesterov",))

@@ -101,6 +101,12 @@ def _cse_key(op, ins):
     return key
 
 
+def _deref_positions(op, fed):
+    """Inputs that are variable references to read when the op runs (not fed, not taken as refs)."""
+    return tuple(i for i, t in enumerate(op.inputs)
+                 if t.op.op_def.ref_outputs and t not in fed and i not in op.op_def.ref_inputs)
+
+
 def _foldable(op, fed_ops):
     d = op.op_def
     return not (d.stateful or d.ref_outputs or d.step_kernel or op in fed_ops)
@@ -147,8 +153,7 @@ def compile_plan(feeds, fetches, targets, device, fold_constants=True):
             raise
         except Exception as e:  # a kernel that cannot be built for these attrs is the op's error
             raise op.error(errors.InvalidArgumentError, f"cannot build kernel: {e}") from e
-        deref = tuple(i for i, t in enumerate(op.inputs)
-                      if t.op.op_def.ref_outputs and t not in fed and i not in op.op_def.ref_inputs)
+        deref = _deref_positions(op, fed)
         if deref:
             fn = _deref_wrapper(fn, deref)
         if op.op_def.step_kernel:
@@ -171,13 +176,51 @@ def compile_plan(feeds, fetches, targets, device, fold_constants=True):
     fetch_deref = tuple(t.op.op_def.ref_outputs and t not in fed for t in fetches)
 
     keep = set(fetch_slots)
-    steps = schedule_steps(compiled, keep, initial)
+    steps = schedule_steps(donate_buffers(compiled, keep, initial, fed, set(feed_slots), device), keep, initial)
     init_list = [None] * num_slots[0]
     for s, v in initial.items():
         init_list[s] = v
     plan = Plan(num_slots[0], init_list, feed_slots, tuple(fetch_slots), fetch_deref, steps, ops)
     plan.chunked = chunked_schedule(compiled, feeds, slots, keep, initial, schedule_steps)
     return plan
+
+
+DONATION_MIN_ELEMENTS = 4096  # below this an allocation costs less than the checks of an in-place kernel
+
+
+def donate_buffers(compiled, keep, initial, fed, fed_slots, device):
+    """`compiled` with in-place kernels where an input's array can be reused for the output.
+
+    An input is donated to the op that reads it last when its array is fresh (made by a kernel
+    that never returns views), no op in the plan can hold a view of it, it is neither fed,
+    fetched nor a constant, and it is large enough to matter. The chunked schedule keeps the
+    ordinary kernels, since it runs steps in another order.
+    """
+    last_use, producer = {}, {}
+    for index, (op, _, ins, outs) in enumerate(compiled):
+        for s in ins:
+            last_use[s] = index
+        for s in outs:
+            producer[s] = op
+    in_plan = {c[0] for c in compiled}
+    out = list(compiled)
+    for index, (op, fn, ins, outs) in enumerate(compiled):
+        d = op.op_def
+        if d.make_inplace_kernel is None:
+            continue
+        position = d.inplace_input + (1 if d.step_kernel else 0)
+        slot, t = ins[position], op.inputs[d.inplace_input]
+        source = producer.get(slot)
+        size = t.shape.num_elements()
+        if (source is None or not source.op_def.fresh_outputs or last_use[slot] != index
+                or ins.count(slot) != 1 or slot in keep or slot in initial or slot in fed_slots
+                or (size is not None and size < DONATION_MIN_ELEMENTS)
+                or not all(c is op or c.op_def.fresh_outputs for c in t._consumers if c in in_plan)):
+            continue
+        inplace = d.make_inplace_kernel(op, device)
+        deref = _deref_positions(op, fed)
+        out[index] = (op, _deref_wrapper(inplace, deref) if deref else inplace, ins, outs)
+    return out
 
 
 def schedule_steps(compiled, keep, initial, may_free=None):
