@@ -204,7 +204,7 @@ def donate_buffers(compiled, keep, initial, fed, fed_slots, device):
             producer[s] = op
     in_plan = {c[0] for c in compiled}
     out = list(compiled)
-    for index, (op, fn, ins, outs) in enumerate(compiled):
+    for index, (op, _, ins, outs) in enumerate(compiled):
         d = op.op_def
         if d.make_inplace_kernel is None:
             continue
