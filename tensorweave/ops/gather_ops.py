@@ -69,18 +69,12 @@ def _gather_grad(op, grad):
         raise ValueError(f"The gradient of {op.name} needs a constant axis, and params of known rank "
                          "unless the axis is 0")
     axis = axis % p_rank if p_rank else 0
+    if axis == 0:
+        return (_rows_gradient(params, indices, grad), None, None)
     params_shape = _shape_of(params)
     inner = params.shape[axis + 1:]
     inner_t = inner.as_list() if inner.is_fully_defined() else params_shape[axis + 1:]
     flat_indices = indices if indices.shape.ndims == 1 else reshape(indices, [-1])
-    if axis == 0:
-        if indices.shape.ndims == 1:
-            values = grad
-        else:
-            n = indices.shape.num_elements()
-            lead = [n] if n is not None else expand_dims(size(indices), 0)
-            values = reshape(grad, _concat_dims([lead, inner_t]))
-        return (IndexedSlices(values, flat_indices, params_shape), None, None)
     # Other axes: move the gathered axis to the front, sum rows by index, move it back.
     outer = params.shape[:axis]
     outer_t = outer.as_list() if outer.is_fully_defined() else params_shape[:axis]
@@ -117,13 +111,19 @@ def _legacy_gather_kernel(op, device):
 @Gather.gradient
 def _legacy_gather_grad(op, grad):
     params, indices = op.inputs
+    return (_rows_gradient(params, indices, convert_to_tensor(grad)), None)
+
+
+def _rows_gradient(params, indices, grad):
+    """The gradient of gathering rows `indices` of `params`: those rows of `grad`, sparse."""
+    params_shape = _shape_of(params)
+    if indices.shape.ndims == 1:
+        return IndexedSlices(grad, indices, params_shape)
     inner = params.shape[1:]
-    inner_t = inner.as_list() if inner.is_fully_defined() else _shape_of(params)[1:]
-    if indices.shape.ndims != 1:
-        n = indices.shape.num_elements()
-        grad = reshape(grad, _concat_dims([[n] if n is not None else expand_dims(size(indices), 0), inner_t]))
-        indices = reshape(indices, [-1])
-    return (IndexedSlices(convert_to_tensor(grad), indices, _shape_of(params)), None)
+    inner_t = inner.as_list() if inner.is_fully_defined() else params_shape[1:]
+    n = indices.shape.num_elements()
+    lead = [n] if n is not None else expand_dims(size(indices), 0)
+    return IndexedSlices(reshape(grad, _concat_dims([lead, inner_t])), reshape(indices, [-1]), params_shape)
 
 
 def _concat_dims(parts):
