@@ -42,6 +42,8 @@ class OpDef:
     ref_outputs: the op's outputs are variable references (dereferenced when a consumer runs).
     ref_inputs: input positions that take a reference itself (assignments), not its value.
     step_kernel: the kernel takes the per-step context as its first argument.
+    async_kernel: the kernel is `fn(step, done, *inputs)` and calls `done(outputs, error)` once,
+        possibly later and from another thread (a receive); it never blocks the executor.
     batch_rule: whether the op may run on chunks of rows (see `framework.batch_rules`).
     fresh_outputs: the kernel always returns new arrays, never views of its inputs.
     inplace_input / make_inplace_kernel: a kernel that may write its result into that input's
@@ -49,13 +51,14 @@ class OpDef:
     """
 
     def __init__(self, type_name, *, stateful=False, differentiable=True, ref_outputs=False,
-                 ref_inputs=(), step_kernel=False, site=None):
+                 ref_inputs=(), step_kernel=False, async_kernel=False, site=None):
         self.type = type_name
         self.stateful = stateful
         self.differentiable = differentiable
         self.ref_outputs = ref_outputs
         self.ref_inputs = ref_inputs if isinstance(ref_inputs, _AllInputs) else frozenset(ref_inputs)
-        self.step_kernel = step_kernel
+        self.step_kernel = step_kernel or async_kernel
+        self.async_kernel = async_kernel
         self.site = site
         self.infer = None
         self.make_kernel = None

@@ -95,6 +95,8 @@ _ATTR_DEFAULTS = {
     **{r: {"use_locking": False} for r in ("ApplyRMSProp", "SparseApplyRMSProp", "ApplyCenteredRMSProp",
                                            "SparseApplyCenteredRMSProp")},
     "Placeholder": {"shape": TensorShape(None)},
+    "_Send": {"client_terminated": False},
+    "_Recv": {"client_terminated": False, "_shape": TensorShape(None)},
     **{r: {"out_type": dtypes.int32} for r in ("Shape", "ShapeN", "Size")},
     **{r: {"keep_dims": False} for r in ("Sum", "Mean", "Max", "Min", "Prod", "Any", "All")},
     **{r: {"output_type": dtypes.int64} for r in ("ArgMax", "ArgMin")},

@@ -2,7 +2,8 @@
 
 Each step of a plan is one closure (see `closures`); a run is a bare loop of calls in the
 dataflow order fixed at compile time, so it does no scheduling work of its own. Plans with a
-row-independent region may run it in chunks of rows (see `chunking`).
+row-independent region may run it in chunks of rows (see `chunking`). Plans with asynchronous
+kernels (receives) run on the ready-queue executor of `dataflow` instead.
 """
 
 import numpy as np
@@ -10,21 +11,26 @@ import numpy as np
 from tensorweave.framework import errors
 from tensorweave.runtime.chunking import rows_to_chunk, run_chunked
 from tensorweave.runtime.closures import STEP_SLOT
+from tensorweave.runtime.dataflow import run_dataflow
 
 
 class StepContext:
-    """What a step-aware kernel sees of the current run."""
+    """What a step-aware kernel sees of the current run (its rendezvous carries sends/receives)."""
 
-    __slots__ = ("step_id", "options", "stats")
+    __slots__ = ("step_id", "options", "stats", "rendezvous")
 
-    def __init__(self, step_id, options=None):
+    def __init__(self, step_id, options=None, rendezvous=None):
         self.step_id = step_id
         self.options = options
         self.stats = None
+        self.rendezvous = rendezvous
 
 
-def run_plan(plan, feed_values, step):
-    """Runs `plan` with `feed_values` (one array per feed slot); returns the fetched values."""
+def run_plan(plan, feed_values, step, timeout=None):
+    """Runs `plan` with `feed_values` (one array per feed slot); returns the fetched values.
+
+    `timeout` (seconds) bounds waits for asynchronous kernels (receives), if the plan has any.
+    """
     vals = list(plan.initial)
     vals[STEP_SLOT] = step
     for slot, value in zip(plan.feed_slots, feed_values, strict=True):
@@ -32,7 +38,9 @@ def run_plan(plan, feed_values, step):
     with np.errstate(all="ignore"):
         chunked = plan.chunked
         rows = chunked and rows_to_chunk(chunked, vals)
-        if rows:
+        if plan.dataflow is not None:
+            run_dataflow(plan, vals, timeout)
+        elif rows:
             run_chunked(chunked, vals, rows, run_closures)
         else:
             run_closures(*plan.program, vals)

@@ -14,6 +14,7 @@ from tensorweave.framework.toposort import CycleError, kahn_order
 
 from tensorweave.runtime.chunking import chunked_schedule
 from tensorweave.runtime.closures import DISCARD_SLOT, STEP_SLOT, compile_program
+from tensorweave.runtime.dataflow import DataflowInfo
 
 
 class PlanStep:
@@ -181,7 +182,13 @@ def compile_plan(feeds, fetches, targets, device, fold_constants=True):
     for s, v in initial.items():
         init_list[s] = v
     plan = Plan(num_slots[0], init_list, feed_slots, tuple(fetch_slots), fetch_deref, steps, ops)
-    plan.chunked = chunked_schedule(compiled, feeds, slots, keep, initial, schedule_steps)
+    plan.chunked = None
+    plan.dataflow = None
+    if any(op.op_def.async_kernel for op in ops):
+        # Steps without the fixed-order frees: the ready queue frees by counting readers.
+        plan.dataflow = DataflowInfo(schedule_steps(compiled, keep, initial, lambda slot: False), keep, initial)
+    else:
+        plan.chunked = chunked_schedule(compiled, feeds, slots, keep, initial, schedule_steps)
     return plan
 
 

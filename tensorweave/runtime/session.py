@@ -14,6 +14,7 @@ from tensorweave.runtime.device import Device
 from tensorweave.runtime.executor import StepContext, run_plan
 from tensorweave.runtime.fetches import feed_value, fetch_result, flatten_fetches
 from tensorweave.runtime.plan import compile_plan
+from tensorweave.runtime.rendezvous import LocalRendezvous
 
 _FACTORIES = {}
 _step_ids = itertools.count(1)
@@ -71,11 +72,20 @@ class LocalRuntime:
 
     def run(self, feeds, feed_values, fetches, targets, options, run_metadata):
         plan = self.plan(feeds, fetches, targets)
-        return run_plan(plan, feed_values, StepContext(next(_step_ids), options))
+        # A plan with receives (a graph sending to itself) gets a rendezvous for the step.
+        rendezvous = LocalRendezvous() if plan.dataflow is not None else None
+        return run_plan(plan, feed_values, StepContext(next(_step_ids), options, rendezvous),
+                        timeout=step_timeout(options, self.config))
 
     def close(self):
         self._plans.clear()
         self.device.resources.clear()
+
+
+def step_timeout(options, config):
+    """A step's deadline in seconds: RunOptions.timeout_in_ms, else operation_timeout_in_ms."""
+    ms = (options.timeout_in_ms if options is not None else 0) or config.operation_timeout_in_ms
+    return ms / 1000.0 if ms > 0 else None
 
 
 def check_local_placement(ops, allow_soft_placement):

@@ -165,7 +165,19 @@ def _older_tf_ops():
     return [picked], {x: np.arange(6, dtype=np.float32).reshape(3, 2)}
 
 
-OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops]
+def _comm():
+    """A tensor sent and received within one graph (a partition sending to itself)."""
+    from tensorweave.ops import comm_ops
+    x = tf.placeholder(tf.float32, [2], name="x")
+    device = "/job:localhost/replica:0/task:0/device:CPU:0"
+    sent = comm_ops.send(x * 2.0, "doubled", device, device)
+    received = comm_ops.recv(x.graph, tf.float32, [2], "doubled", device, device)
+    with tf.control_dependencies([sent]):
+        out = tf.identity(received) + 1.0
+    return [out], {x: np.array([1.0, 2.0], dtype=np.float32)}
+
+
+OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops, _comm]
 
 
 def _build(builder):
@@ -241,6 +253,8 @@ _TF_REQUIRED_ATTRS = {
     "SplitV": {"num_split"},
     "MirrorPad": {"mode"},
     "MirrorPadGrad": {"mode"},
+    "_Send": {"tensor_name", "send_device", "send_device_incarnation", "recv_device"},
+    "_Recv": {"tensor_type", "tensor_name", "send_device", "send_device_incarnation", "recv_device"},
     **{t: {"dtype"} for t in ("RandomUniform", "RandomStandardNormal", "TruncatedNormal")},
     **{t: {"strides", "padding"} for t in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")},
     **{t: {"ksize", "strides", "padding"} for t in ("MaxPool", "MaxPoolGrad", "MaxPoolGradGrad", "AvgPool",
