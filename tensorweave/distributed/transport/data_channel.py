@@ -1,0 +1,457 @@
+"""The tensor data channel between two tasks (DESIGN.md §3, "Wire" and "Security").
+
+One persistent TCP stream per pair of tasks (optionally under TLS), authenticated at connect time
+and then carrying `frames`. The handshake proves knowledge of the cluster token without sending it:
+
+    server -> client   b"TWH1", server nonce (32)
+    client -> server   b"TWH1", client nonce (32), name length u8, task name,
+                       HMAC-SHA256(token, b"tw-client" + server nonce + client nonce + task name)
+    server -> client   status u8 (0 accepted, 1 rejected), HMAC-SHA256(token, b"tw-server" +
+                       client nonce + server nonce) (zeros when rejected)
+
+With `token=None` authentication is off (the MACs are zeros and unchecked), so the server then
+only binds to loopback. Lost peers are found by connection errors and PING/PONG keepalives.
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+from tensorweave.distributed.transport.frames import (
+    FrameError,
+    FrameLimits,
+    FrameReader,
+    FrameType,
+    encode_frame,
+)
+from tensorweave.framework.errors import UnauthenticatedError, UnavailableError
+
+HANDSHAKE_MAGIC = b"TWH1"
+NONCE_BYTES = 32
+MAX_TASK_NAME_BYTES = 255
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+_MAC_BYTES = hashlib.sha256().digest_size
+_NO_MAC = bytes(_MAC_BYTES)
+_ACCEPTED, _REJECTED = 0, 1
+
+
+class HandshakeError(Exception):
+    """The peer failed the data channel handshake (bad token, bad bytes, or too slow)."""
+
+
+def _token_bytes(token):
+    if token is None:
+        return None
+    data = token.encode("utf-8") if isinstance(token, str) else bytes(token)
+    if not data:
+        raise ValueError("An empty cluster token is not a secret; pass None to disable authentication")
+    return data
+
+
+def _mac(token, *parts):
+    return _NO_MAC if token is None else hmac.new(token, b"".join(parts), hashlib.sha256).digest()
+
+
+def _recv_exact(sock, n, deadline=None):
+    """Reads exactly n bytes; with a monotonic `deadline` the whole read (not each recv) is bounded."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HandshakeError("handshake deadline passed")
+            sock.settimeout(remaining)
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            raise HandshakeError(f"connection closed during the handshake ({got} of {n} bytes)")
+        got += k
+    return bytes(buf)
+
+
+def server_handshake(sock, token, deadline=None):
+    """Runs the server side on a connected socket; returns the client's task name or raises HandshakeError.
+
+    `deadline` (time.monotonic() value) bounds the whole exchange, so a slow trickle cannot hold it open.
+    """
+    server_nonce = secrets.token_bytes(NONCE_BYTES)
+    sock.sendall(HANDSHAKE_MAGIC + server_nonce)
+    head = _recv_exact(sock, len(HANDSHAKE_MAGIC) + NONCE_BYTES + 1, deadline)
+    if head[:4] != HANDSHAKE_MAGIC:
+        raise HandshakeError(f"bad handshake magic {head[:4]!r}")
+    client_nonce, name_len = head[4:4 + NONCE_BYTES], head[-1]
+    rest = _recv_exact(sock, name_len + _MAC_BYTES, deadline)
+    name, client_mac = rest[:name_len], rest[name_len:]
+    expected = _mac(token, b"tw-client", server_nonce, client_nonce, name)
+    if token is not None and not hmac.compare_digest(client_mac, expected):
+        sock.sendall(bytes([_REJECTED]) + _NO_MAC)
+        raise HandshakeError("client failed authentication (wrong cluster token)")
+    try:
+        task_name = name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HandshakeError("task name is not valid utf-8") from None
+    sock.sendall(bytes([_ACCEPTED]) + _mac(token, b"tw-server", client_nonce, server_nonce))
+    return task_name
+
+
+def client_handshake(sock, token, task_name, peer=""):
+    """Runs the client side on a connected socket; raises UnauthenticatedError or UnavailableError."""
+    name = task_name.encode("utf-8")
+    if len(name) > MAX_TASK_NAME_BYTES:
+        raise ValueError(f"task name of {len(name)} bytes exceeds {MAX_TASK_NAME_BYTES}")
+    try:
+        hello = _recv_exact(sock, len(HANDSHAKE_MAGIC) + NONCE_BYTES)
+        if hello[:4] != HANDSHAKE_MAGIC:
+            raise UnavailableError(message=f"{peer} is not a data channel server (bad handshake magic)")
+        server_nonce, client_nonce = hello[4:], secrets.token_bytes(NONCE_BYTES)
+        sock.sendall(HANDSHAKE_MAGIC + client_nonce + bytes([len(name)]) + name
+                     + _mac(token, b"tw-client", server_nonce, client_nonce, name))
+        reply = _recv_exact(sock, 1 + _MAC_BYTES)
+    except (HandshakeError, OSError) as e:
+        raise UnavailableError(message=f"Data channel handshake with {peer} failed: {e}") from e
+    if reply[0] != _ACCEPTED:
+        raise UnauthenticatedError(message=f"Data channel server {peer} rejected our cluster token")
+    if not hmac.compare_digest(reply[1:], _mac(token, b"tw-server", client_nonce, server_nonce)):
+        raise UnauthenticatedError(message=f"Data channel server {peer} could not prove the cluster token")
+
+
+def _is_loopback(host):
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+
+
+def _close_socket(sock):
+    """Shuts a socket down first: that wakes any thread blocked in recv or sendall on it."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+class _FrameWriter:
+    """Writes whole frames under one lock so concurrent senders never interleave bytes."""
+
+    def __init__(self, sock, limits, chunk_bytes=4 << 20):
+        self.sock = sock
+        self.limits = limits
+        self.lock = threading.Lock()
+        self.last_progress = time.monotonic()
+        self._chunk = chunk_bytes
+
+    def write(self, frame_type, key="", array=None, encoding="none", meta=None):
+        buffers = encode_frame(key, array, encoding, meta, frame_type, self.limits)
+        with self.lock:
+            for buf in buffers:
+                view = memoryview(buf)
+                for start in range(0, max(len(view), 1), self._chunk):
+                    self.sock.sendall(view[start:start + self._chunk])
+                    self.last_progress = time.monotonic()
+
+
+@dataclass
+class ChannelStats:
+    """Counters a DataChannelServer keeps (read them, do not write them)."""
+
+    connections: int = 0
+    rejected_handshakes: int = 0
+    bad_frames: int = 0
+    frames: int = 0
+    payload_bytes: int = 0
+
+
+class DataChannelServer:
+    """Accepts authenticated data channel connections and hands each received tensor to `on_tensor`.
+
+    `on_tensor(key, array, encoding, meta)` runs on the connection's reader thread; an exception
+    from it is sent back to the client as an ERROR frame. One accept thread plus one thread per
+    connection. With `token=None` the server refuses any non-loopback `host`.
+    """
+
+    def __init__(self, host="127.0.0.1", port=0, token=None, on_tensor=None, *, ssl_context=None,
+                 limits=FrameLimits(), handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, idle_timeout=60.0,
+                 max_connections=256, on_error=None):
+        self._token = _token_bytes(token)
+        if self._token is None and not _is_loopback(host):
+            raise ValueError(f"Refusing to serve the data channel on non-loopback host {host!r} without a "
+                             "cluster token: anyone on the network could inject tensors")
+        self._on_tensor = on_tensor or (lambda key, array, encoding, meta: None)
+        self._on_error = on_error
+        self._ssl = ssl_context
+        self._limits = limits
+        self._handshake_timeout = handshake_timeout
+        self._idle_timeout = idle_timeout
+        self._max_connections = max_connections
+        self.stats = ChannelStats()
+        self._stats_lock = threading.Lock()
+        self._conns = {}  # socket -> reader thread
+        self._conns_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.2)  # the accept loop checks for stop() this often
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"tw-dc-accept:{self.port}",
+                                               daemon=True)
+        self._accept_thread.start()
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def _count(self, **deltas):
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
+
+    def _accept_loop(self):
+        while not self._stopping.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._conns_lock:
+                if self._stopping.is_set() or len(self._conns) >= self._max_connections:
+                    conn.close()
+                    continue
+                thread = threading.Thread(target=self._serve, args=(conn, peer), daemon=True,
+                                          name=f"tw-dc-conn:{peer[0]}:{peer[1]}")
+                self._conns[conn] = thread
+            self._count(connections=1)
+            thread.start()
+
+    def _serve(self, conn, peer):
+        sock = conn
+        try:
+            conn.settimeout(self._handshake_timeout)  # a peer that connects and says nothing is dropped
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                if self._ssl is not None:
+                    sock = self._ssl.wrap_socket(conn, server_side=True)
+                server_handshake(sock, self._token, time.monotonic() + self._handshake_timeout)
+            except (HandshakeError, OSError) as e:
+                self._count(rejected_handshakes=1)
+                self._report(UnauthenticatedError(message=f"Data channel peer {peer} rejected: {e}"))
+                return
+            sock.settimeout(self._idle_timeout)  # clients ping well within this
+            writer = _FrameWriter(sock, self._limits)
+            reader = FrameReader(sock, self._limits)
+            while not self._stopping.is_set():
+                frame = reader.read()
+                if frame is None or frame.type is FrameType.CLOSE:
+                    return
+                if frame.type is FrameType.PING:
+                    writer.write(FrameType.PONG, frame.key)
+                elif frame.type is FrameType.TENSOR:
+                    self._count(frames=1, payload_bytes=frame.array.nbytes)
+                    try:
+                        self._on_tensor(frame.key, frame.array, frame.encoding, frame.meta)
+                    except Exception as e:  # the sender learns why its tensor was not taken
+                        writer.write(FrameType.ERROR, f"{type(e).__name__}: {e}"[:self._limits.max_key_bytes // 4])
+        except FrameError as e:
+            self._count(bad_frames=1)
+            self._report(UnavailableError(message=f"Bad frame from data channel peer {peer}: {e}"))
+        except OSError as e:
+            if not self._stopping.is_set():
+                self._report(UnavailableError(message=f"Data channel peer {peer} lost: {e}"))
+        except Exception as e:  # e.g. MemoryError allocating a (valid) payload: drop this peer only
+            self._report(UnavailableError(message=f"Data channel peer {peer} dropped: {type(e).__name__}: {e}"))
+        finally:
+            _close_socket(sock)
+            with self._conns_lock:
+                self._conns.pop(conn, None)
+
+    def _report(self, error):
+        if self._on_error is not None:
+            self._on_error(error)
+
+    def stop(self, timeout=2.0):
+        """Closes the listener and every connection; joins the threads for at most `timeout` seconds."""
+        self._stopping.set()
+        self._listener.close()
+        with self._conns_lock:
+            conns = dict(self._conns)
+        for conn in conns:
+            _close_socket(conn)
+        deadline = time.monotonic() + timeout
+        for thread in (self._accept_thread, *conns.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class DataChannelClient:
+    """One authenticated connection to a peer's DataChannelServer; `send` is thread-safe.
+
+    A lost peer (reset, end of stream, or no PONG within `keepalive_timeout`) is reported once to
+    `on_error` and makes every later `send` raise UnavailableError naming the peer.
+    """
+
+    def __init__(self, address, token, task_name, *, ssl_context=None, server_hostname=None,
+                 limits=FrameLimits(), connect_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
+                 keepalive_interval=10.0, keepalive_timeout=None, on_error=None):
+        host, _, port = address.rpartition(":")
+        self.address = address
+        self._on_error = on_error
+        self._limits = limits
+        self._error = None
+        self._closed = threading.Event()
+        self._pongs = {}
+        self._pong_cond = threading.Condition()
+        self._seq = 0
+        try:
+            raw = socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout)
+        except OSError as e:
+            raise UnavailableError(message=f"Cannot connect the data channel to {address}: {e}") from e
+        sock = raw
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ssl_context is not None:
+                sock = ssl_context.wrap_socket(raw, server_hostname=server_hostname or host.strip("[]"))
+            client_handshake(sock, _token_bytes(token), task_name, peer=address)
+        except BaseException as e:
+            _close_socket(sock)
+            if isinstance(e, OSError):
+                raise UnavailableError(message=f"Data channel TLS/handshake with {address} failed: {e}") from e
+            raise
+        sock.settimeout(None)  # blocking; keepalives, not socket deadlines, find lost peers
+        self._sock = sock
+        self._writer = _FrameWriter(sock, limits)
+        self._last_heard = time.monotonic()
+        self._reader_thread = threading.Thread(target=self._read_loop, daemon=True,
+                                               name=f"tw-dc-client:{address}")
+        self._reader_thread.start()
+        self._keepalive_thread = None
+        if keepalive_interval:
+            self._keepalive_thread = threading.Thread(
+                target=self._keepalive_loop, args=(keepalive_interval, keepalive_timeout or 3 * keepalive_interval),
+                daemon=True, name=f"tw-dc-keepalive:{address}")
+            self._keepalive_thread.start()
+
+    def send(self, key, array, encoding="none", meta=None):
+        """Sends one tensor frame. Raises UnavailableError if the peer is gone, FrameError if invalid."""
+        self._check_alive()
+        try:
+            self._writer.write(FrameType.TENSOR, key, array, encoding, meta)
+        except OSError as e:
+            raise self._fail(f"send of {key!r} failed: {e}") from e
+
+    def ping(self, timeout=5.0):
+        """Round trip to the peer; returns the seconds it took. UnavailableError if no PONG in `timeout`."""
+        self._check_alive()
+        with self._pong_cond:
+            self._seq += 1
+            seq = str(self._seq)
+        start = time.monotonic()
+        try:
+            self._writer.write(FrameType.PING, seq)
+        except OSError as e:
+            raise self._fail(f"ping failed: {e}") from e
+        with self._pong_cond:
+            if not self._pong_cond.wait_for(lambda: seq in self._pongs or self._error is not None, timeout):
+                raise UnavailableError(message=f"Data channel peer {self.address} did not answer a ping "
+                                               f"within {timeout}s")
+            if seq not in self._pongs:
+                self._check_alive()
+            return self._pongs.pop(seq) - start
+
+    def _read_loop(self):
+        reader = FrameReader(self._sock, self._limits, on_progress=self._heard)
+        try:
+            while True:
+                frame = reader.read()
+                if frame is None or frame.type is FrameType.CLOSE:
+                    raise ConnectionResetError("peer closed the connection")
+                if frame.type is FrameType.PONG:
+                    with self._pong_cond:
+                        self._pongs[frame.key] = time.monotonic()
+                        self._pong_cond.notify_all()
+                elif frame.type is FrameType.PING:
+                    self._writer.write(FrameType.PONG, frame.key)
+                elif frame.type is FrameType.ERROR:
+                    self._report(UnavailableError(message=f"Data channel peer {self.address} "
+                                                          f"reported: {frame.key}"))
+                else:
+                    raise FrameError(f"unexpected {frame.type.name} frame from the server")
+        except (OSError, FrameError) as e:
+            self._fail(f"connection lost: {e}")
+
+    def _heard(self, nbytes):
+        self._last_heard = time.monotonic()
+
+    def _keepalive_loop(self, interval, timeout):
+        while not self._closed.wait(interval):
+            idle_since = max(self._last_heard, self._writer.last_progress)
+            if self._writer.lock.locked():  # a long send is under way: it is alive while it moves
+                if time.monotonic() - self._writer.last_progress > timeout:
+                    self._fail(f"no send progress for {timeout}s")
+                    return
+                continue
+            try:
+                self.ping(timeout)
+            except UnavailableError as e:
+                if time.monotonic() - idle_since > timeout:
+                    self._fail(str(e))
+                    return
+
+    def _report(self, error):
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:  # a broken callback must not kill the reader thread
+                pass
+
+    def _fail(self, reason):
+        """Marks the channel dead once (closing the socket wakes blocked threads); returns the error."""
+        with self._pong_cond:
+            first = self._error is None and not self._closed.is_set()
+            if self._error is None:
+                self._error = UnavailableError(message=f"Data channel to {self.address} is unavailable: {reason}")
+            self._pong_cond.notify_all()
+        if first:
+            _close_socket(self._sock)
+            self._report(self._error)
+        return self._error
+
+    def _check_alive(self):
+        if self._closed.is_set():
+            raise UnavailableError(message=f"Data channel to {self.address} is closed")
+        if self._error is not None:
+            raise UnavailableError(message=self._error.message)
+
+    def close(self, timeout=2.0):
+        """Says goodbye to the peer (best effort) and closes the connection and threads."""
+        if self._closed.is_set():
+            return
+        if self._error is None:
+            try:
+                if self._writer.lock.acquire(timeout=timeout):
+                    self._writer.lock.release()
+                    self._writer.write(FrameType.CLOSE)
+            except OSError:
+                pass
+        self._closed.set()
+        _close_socket(self._sock)
+        for thread in (self._reader_thread, self._keepalive_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

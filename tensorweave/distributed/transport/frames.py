@@ -1,0 +1,287 @@
+"""Length-prefixed tensor frames for the data channel (DESIGN.md §3, "Wire").
+
+A frame is a fixed 24-byte prefix, a bounded variable part and a raw payload:
+
+    prefix   magic b"TWDF", version u8, type u8, dtype u8 (TF DataType enum, 0 = none), rank u8,
+             key length u16, encoding length u8, meta mask u8, payload byte count u64, reserved u32
+    variable key (utf-8), encoding name (ascii), rank x dim u64, one f64 per bit set in the meta mask
+    payload  the array's bytes, little-endian, C order
+
+Everything is little-endian. The reader checks every field against fixed tables and configurable
+limits before it allocates anything, then receives the payload straight into `np.empty(shape,
+dtype)`. Nothing received is unpickled or evaluated; a bad frame raises `FrameError`.
+"""
+
+import enum
+import math
+import struct
+from dataclasses import dataclass, field
+
+import ml_dtypes
+import numpy as np
+
+MAGIC = b"TWDF"
+VERSION = 1
+MAX_RANK = 32
+MAX_ENCODING_LENGTH = 32
+DEFAULT_MAX_PAYLOAD_BYTES = 1 << 30
+DEFAULT_MAX_KEY_BYTES = 1024
+
+ENCODINGS = frozenset(("none", "bfloat16_truncate", "bfloat16", "float16", "int8"))
+# Meta travels as a bit mask over this fixed tuple plus one float64 per set bit: no free-form data.
+META_FIELDS = ("scale",)
+
+_PREFIX = struct.Struct("<4sBBBBHBBQI")
+_DIM = struct.Struct("<Q")
+_META = struct.Struct("<d")
+_MAX_DIM = 1 << 62
+_SMALL_PAYLOAD = 64 << 10  # below this the header and payload are joined into one buffer
+
+
+class FrameError(ValueError):
+    """A frame on the data channel is malformed or exceeds a limit."""
+
+
+class FrameType(enum.IntEnum):
+    TENSOR = 1
+    ERROR = 2  # the key carries a short utf-8 message
+    PING = 3  # the key carries the ping's sequence number
+    PONG = 4
+    CLOSE = 5
+
+
+# TF DataType enum -> little-endian NumPy dtype. Only fixed-size numeric types: never object/string.
+_DTYPES = {
+    1: np.dtype("<f4"), 2: np.dtype("<f8"), 19: np.dtype("<f2"), 14: np.dtype(ml_dtypes.bfloat16),
+    6: np.dtype("i1"), 5: np.dtype("<i2"), 3: np.dtype("<i4"), 9: np.dtype("<i8"),
+    4: np.dtype("u1"), 17: np.dtype("<u2"), 22: np.dtype("<u4"), 23: np.dtype("<u8"),
+    10: np.dtype("?"), 8: np.dtype("<c8"), 18: np.dtype("<c16"),
+}
+_ENUMS = {dt.newbyteorder("=") if dt.byteorder != "|" else dt: e for e, dt in _DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """Bounds a reader enforces on every frame; the defaults are safe for a shared network."""
+
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+
+    def __post_init__(self):
+        if not 0 <= self.max_payload_bytes <= _MAX_DIM or not 0 <= self.max_key_bytes <= 0xFFFF:
+            raise ValueError(f"Invalid frame limits {self}")
+
+
+@dataclass
+class Frame:
+    """One decoded frame. `array` is None except for TENSOR frames."""
+
+    type: FrameType
+    key: str = ""
+    array: np.ndarray | None = None
+    encoding: str = "none"
+    meta: dict = field(default_factory=dict)
+
+
+def dtype_enum(dtype):
+    """The TF DataType enum number the wire uses for a NumPy dtype; FrameError if it cannot travel."""
+    dt = np.dtype(dtype)
+    key = dt.newbyteorder("=") if dt.byteorder not in ("|", "=") else dt
+    try:
+        return _ENUMS[key]
+    except KeyError:
+        raise FrameError(f"dtype {dt} cannot travel on the data channel (numeric dtypes only)") from None
+
+
+def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TENSOR,
+                 limits=FrameLimits()):
+    """Returns the buffers of one frame: `[header, payload]`, or `[header + payload]` if small.
+
+    For a C-contiguous little-endian array the payload is a view of the array's memory (no copy),
+    so do not change the array until the buffers are sent. Non-TENSOR frames pass `array=None`.
+    """
+    frame_type = FrameType(frame_type)
+    key_bytes = _check_key(key, limits)
+    enc_bytes = _check_encoding(encoding)
+    mask, meta_values = _pack_meta(meta)
+    if frame_type is FrameType.TENSOR:
+        if not isinstance(array, (np.ndarray, np.generic)):
+            raise FrameError(f"TENSOR frame {key!r} needs a numpy array, got {type(array).__name__}")
+        code = dtype_enum(array.dtype)
+        wire = np.asarray(array, dtype=_DTYPES[code], order="C")  # keeps 0-d arrays 0-d
+        if wire.ndim > MAX_RANK:
+            raise FrameError(f"rank {wire.ndim} of {key!r} exceeds {MAX_RANK}")
+        if wire.nbytes > limits.max_payload_bytes:
+            raise FrameError(f"payload of {key!r} is {wire.nbytes} bytes, over the "
+                             f"{limits.max_payload_bytes}-byte limit")
+        shape, payload = wire.shape, wire.reshape(-1).view(np.uint8).data
+    elif array is not None:
+        raise FrameError(f"{frame_type.name} frames carry no array")
+    else:
+        code, shape, payload = 0, (), memoryview(b"")
+    header = b"".join((
+        _PREFIX.pack(MAGIC, VERSION, frame_type, code, len(shape), len(key_bytes), len(enc_bytes),
+                     mask, payload.nbytes, 0),
+        key_bytes, enc_bytes, *(_DIM.pack(d) for d in shape), *(_META.pack(v) for v in meta_values),
+    ))
+    if payload.nbytes < _SMALL_PAYLOAD:
+        return [header + payload.tobytes()]
+    return [header, payload]
+
+
+class _BytesSource:
+    """Lets a FrameReader parse frames from an in-memory buffer (tests, fuzzing)."""
+
+    def __init__(self, data):
+        self._data = memoryview(bytes(data))
+        self._pos = 0
+
+    def recv_into(self, buf, nbytes=0):
+        n = min(nbytes or len(buf), len(self._data) - self._pos)
+        buf[:n] = self._data[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+class FrameReader:
+    """Reads frames one at a time from a socket (anything with `recv_into`) or a bytes object.
+
+    `read()` returns a `Frame`, or None on a clean end of stream between frames. A stream that ends
+    inside a frame, or a frame that breaks a rule or limit, raises `FrameError`.
+    """
+
+    def __init__(self, source, limits=FrameLimits(), chunk_bytes=4 << 20, on_progress=None):
+        self._source = _BytesSource(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+        self._limits = limits
+        self._chunk = chunk_bytes
+        self._on_progress = on_progress
+
+    def read(self):
+        prefix = bytearray(_PREFIX.size)
+        if not self._fill(memoryview(prefix), at_boundary=True):
+            return None
+        magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved = _PREFIX.unpack(prefix)
+        if magic != MAGIC:
+            raise FrameError(f"bad magic {bytes(magic)!r} (expected {MAGIC!r})")
+        if version != VERSION:
+            raise FrameError(f"unsupported frame version {version} (expected {VERSION})")
+        try:
+            ftype = FrameType(ftype)
+        except ValueError:
+            raise FrameError(f"unknown frame type {ftype}") from None
+        if reserved:
+            raise FrameError("reserved header field is not zero")
+        if key_len > self._limits.max_key_bytes:
+            raise FrameError(f"key length {key_len} exceeds the {self._limits.max_key_bytes}-byte limit")
+        if enc_len > MAX_ENCODING_LENGTH:
+            raise FrameError(f"encoding name length {enc_len} exceeds {MAX_ENCODING_LENGTH}")
+        if rank > MAX_RANK:
+            raise FrameError(f"rank {rank} exceeds {MAX_RANK}")
+        if mask >> len(META_FIELDS):
+            raise FrameError(f"unknown meta fields in mask {mask:#x}")
+        if nbytes > self._limits.max_payload_bytes:
+            raise FrameError(f"payload of {nbytes} bytes exceeds the {self._limits.max_payload_bytes}-byte limit")
+        if ftype is not FrameType.TENSOR and (code or rank or nbytes):
+            raise FrameError(f"{ftype.name} frame must not carry a dtype, shape or payload")
+        n_meta = bin(mask).count("1")
+        var = bytearray(key_len + enc_len + rank * _DIM.size + n_meta * _META.size)
+        self._fill(memoryview(var))
+        key = _decode_text(var[:key_len], "utf-8", "key")
+        encoding = _decode_text(var[key_len:key_len + enc_len], "ascii", "encoding")
+        if encoding not in ENCODINGS:
+            raise FrameError(f"unknown encoding {encoding!r}; expected one of {sorted(ENCODINGS)}")
+        pos = key_len + enc_len
+        shape = tuple(_DIM.unpack_from(var, pos + i * _DIM.size)[0] for i in range(rank))
+        pos += rank * _DIM.size
+        meta = _unpack_meta(mask, [_META.unpack_from(var, pos + i * _META.size)[0] for i in range(n_meta)])
+        if ftype is not FrameType.TENSOR:
+            return Frame(ftype, key, None, encoding, meta)
+        if code not in _DTYPES:
+            raise FrameError(f"unsupported dtype enum {code} for tensor {key!r}")
+        dtype = _DTYPES[code]
+        _check_shape(shape, dtype, nbytes, key, self._limits)
+        array = np.empty(shape, dtype)
+        self._fill(array.reshape(-1).view(np.uint8).data)
+        if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+            raise FrameError(f"bool tensor {key!r} holds bytes other than 0 and 1")
+        return Frame(ftype, key, array, encoding, meta)
+
+    def _fill(self, view, at_boundary=False):
+        """Fills `view` completely; False on end of stream before the first byte if at a boundary."""
+        got, total = 0, len(view)
+        while got < total:
+            n = self._source.recv_into(view[got:got + self._chunk])
+            if n == 0:
+                if at_boundary and got == 0:
+                    return False
+                raise FrameError(f"stream ended inside a frame ({got} of {total} bytes)")
+            got += n
+            if self._on_progress is not None:
+                self._on_progress(n)
+        return True
+
+
+def _check_key(key, limits):
+    if not isinstance(key, str):
+        raise FrameError(f"frame key must be a str, got {type(key).__name__}")
+    data = key.encode("utf-8")
+    if len(data) > limits.max_key_bytes:
+        raise FrameError(f"key of {len(data)} bytes exceeds the {limits.max_key_bytes}-byte limit")
+    return data
+
+
+def _check_encoding(encoding):
+    if encoding not in ENCODINGS:
+        raise FrameError(f"unknown encoding {encoding!r}; expected one of {sorted(ENCODINGS)}")
+    return encoding.encode("ascii")
+
+
+def _pack_meta(meta):
+    meta = dict(meta or {})
+    unknown = set(meta) - set(META_FIELDS)
+    if unknown:
+        raise FrameError(f"unknown meta fields {sorted(unknown)}; allowed: {list(META_FIELDS)}")
+    mask, values = 0, []
+    for bit, name in enumerate(META_FIELDS):
+        if name in meta:
+            value = float(meta[name])
+            if not math.isfinite(value):
+                raise FrameError(f"meta field {name!r} must be finite, got {value}")
+            mask |= 1 << bit
+            values.append(value)
+    return mask, values
+
+
+def _unpack_meta(mask, values):
+    names = [name for bit, name in enumerate(META_FIELDS) if mask & (1 << bit)]
+    meta = dict(zip(names, values, strict=True))
+    for name, value in meta.items():
+        if not math.isfinite(value):
+            raise FrameError(f"meta field {name!r} is not finite ({value})")
+    return meta
+
+
+def _decode_text(data, codec, what):
+    try:
+        return bytes(data).decode(codec)
+    except UnicodeDecodeError:
+        raise FrameError(f"{what} is not valid {codec}") from None
+
+
+def _check_shape(shape, dtype, nbytes, key, limits):
+    """Dims must be bounded and multiply to the payload byte count (checked step by step).
+
+    Zero-sized dims are skipped in the running product so `(0, 2**62, 2**62)` is refused too.
+    """
+    count = 1
+    for d in shape:
+        if d > _MAX_DIM:
+            raise FrameError(f"dimension {d} of tensor {key!r} is too large")
+        count *= max(d, 1)
+        if count * dtype.itemsize > max(limits.max_payload_bytes, dtype.itemsize):
+            raise FrameError(f"shape {list(shape)} of tensor {key!r} exceeds the payload limit")
+    if 0 in shape:
+        count = 0
+    if count * dtype.itemsize != nbytes:
+        raise FrameError(f"shape {list(shape)} x {dtype.itemsize} bytes of tensor {key!r} does not "
+                         f"match the payload byte count {nbytes}")

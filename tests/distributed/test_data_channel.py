@@ -1,0 +1,426 @@
+"""The tensor data channel: frames, handshake, server/client, fuzzing and lost peers."""
+
+import queue
+import random
+import socket
+import struct
+import subprocess
+import time
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from tensorweave.distributed.transport import (
+    DataChannelClient,
+    DataChannelServer,
+    FrameError,
+    FrameLimits,
+    FrameReader,
+    FrameType,
+    client_handshake,
+    encode_frame,
+)
+from tensorweave.distributed.transport.frames import _PREFIX, MAGIC, VERSION
+from tensorweave.framework.errors import UnauthenticatedError, UnavailableError
+
+TOKEN = "cluster-secret-for-tests"
+WAIT = 5.0
+
+
+def _frame_bytes(*args, **kwargs):
+    return b"".join(bytes(b) for b in encode_frame(*args, **kwargs))
+
+
+def _raw_prefix(ftype=1, code=1, rank=1, key_len=1, enc_len=4, mask=0, nbytes=4, magic=MAGIC,
+                version=VERSION, reserved=0):
+    return _PREFIX.pack(magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved)
+
+
+class _Collector:
+    """A server callback that queues what arrives, so tests wait with a timeout."""
+
+    def __init__(self):
+        self.items = queue.Queue()
+
+    def __call__(self, key, array, encoding, meta):
+        self.items.put((key, array, encoding, meta))
+
+    def get(self):
+        return self.items.get(timeout=WAIT)
+
+
+@pytest.fixture
+def server():
+    collector = _Collector()
+    srv = DataChannelServer(port=0, token=TOKEN, on_tensor=collector, handshake_timeout=0.5)
+    srv.collector = collector
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def client_factory(server):
+    made = []
+
+    def make(token=TOKEN, **kwargs):
+        c = DataChannelClient(f"127.0.0.1:{server.port}", token, "/job:worker/task:0", **kwargs)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.close()
+
+
+# -- frames (no sockets) ---------------------------------------------------------------------------
+
+ARRAYS = [
+    np.float32(1.5),
+    np.array(7, np.int64),
+    np.zeros((0,), np.float32),
+    np.zeros((3, 0, 2), np.uint16),
+    np.arange(24, dtype=np.float64).reshape(2, 3, 4),
+    np.arange(10, dtype=np.float16),
+    np.arange(6, dtype=ml_dtypes.bfloat16).reshape(3, 2),
+    np.array([-128, 0, 127], np.int8),
+    np.array([1, 2], np.int16), np.array([1, 2], np.int32),
+    np.array([255], np.uint8), np.array([2**32 - 1], np.uint32), np.array([2**64 - 1], np.uint64),
+    np.array([[True, False]]),
+    np.array([1 + 2j], np.complex64), np.array([3 - 4j], np.complex128),
+    np.arange(20, dtype=np.float32)[::3],  # not contiguous
+    np.arange(4, dtype=">i4"),  # big-endian
+]
+
+
+@pytest.mark.parametrize("array", ARRAYS, ids=lambda a: f"{a.dtype}{list(np.shape(a))}")
+def test_frame_round_trip(array):
+    frame = FrameReader(_frame_bytes("edge/x:0", array, "int8", {"scale": 0.25})).read()
+    assert frame.type is FrameType.TENSOR and frame.key == "edge/x:0"
+    assert frame.encoding == "int8" and frame.meta == {"scale": 0.25}
+    assert frame.array.dtype == np.asarray(array).dtype.newbyteorder("=") or array.dtype.byteorder == ">"
+    assert frame.array.shape == np.shape(array)
+    np.testing.assert_array_equal(frame.array, array)
+
+
+def test_large_contiguous_payload_is_not_copied():
+    array = np.ones((512, 512), np.float32)
+    header, payload = encode_frame("k", array)
+    assert np.shares_memory(np.frombuffer(payload, np.uint8), array)
+
+
+def test_reader_returns_none_at_clean_end_and_reads_back_to_back_frames():
+    data = _frame_bytes("a", np.ones(3)) + _frame_bytes("", None, frame_type=FrameType.PING)
+    reader = FrameReader(data)
+    assert reader.read().key == "a"
+    assert reader.read().type is FrameType.PING
+    assert reader.read() is None
+
+
+@pytest.mark.parametrize("array", [np.array(["s"], object), np.array(["ab"]), np.zeros(2, "datetime64[s]")])
+def test_non_numeric_dtypes_are_refused(array):
+    with pytest.raises(FrameError, match="dtype"):
+        encode_frame("k", array)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(encoding="gzip"), "encoding"),
+    (dict(meta={"code": 1.0}), "meta"),
+    (dict(meta={"scale": float("nan")}), "finite"),
+])
+def test_encode_refuses_bad_fields(kwargs, match):
+    with pytest.raises(FrameError, match=match):
+        encode_frame("k", np.ones(2, np.float32), **kwargs)
+
+
+def test_encode_enforces_limits():
+    with pytest.raises(FrameError, match="key"):
+        encode_frame("k" * 2000, np.ones(1))
+    with pytest.raises(FrameError, match="limit"):
+        encode_frame("k", np.ones(100), limits=FrameLimits(max_payload_bytes=64))
+
+
+def _bad_frames():
+    good = _frame_bytes("k", np.ones(1, np.float32))
+    dims = struct.pack("<Q", 1)
+    return [
+        (b"XXXX" + good[4:], "magic"),
+        (_raw_prefix(version=9) + good[20:], "version"),
+        (_raw_prefix(ftype=77), "frame type"),
+        (_raw_prefix(reserved=1), "reserved"),
+        (_raw_prefix(key_len=5000), "key length"),
+        (_raw_prefix(enc_len=200), "encoding name length"),
+        (_raw_prefix(rank=33), "rank"),
+        (_raw_prefix(mask=0x80), "meta"),
+        (_raw_prefix(nbytes=1 << 40), "exceeds"),
+        (_raw_prefix(ftype=3, nbytes=4), "PING"),
+        (_raw_prefix(code=7) + b"k" + b"none" + dims, "dtype enum 7"),  # DT_STRING
+        (_raw_prefix(code=99) + b"k" + b"none" + dims, "dtype enum 99"),
+        (_raw_prefix(enc_len=4) + b"k" + b"zstd" + dims, "unknown encoding"),
+        (_raw_prefix(key_len=2) + b"\xff\xfe" + b"none" + dims, "utf-8"),
+        (_raw_prefix(nbytes=8) + b"k" + b"none" + dims, "does not match"),
+        (_raw_prefix(rank=2, nbytes=4) + b"k" + b"none" + struct.pack("<QQ", 1 << 40, 1 << 40), "exceeds"),
+        (_raw_prefix(rank=3, nbytes=0) + b"k" + b"none" + struct.pack("<QQQ", 0, 1 << 61, 1 << 61), "exceeds"),
+        (_raw_prefix(rank=1, nbytes=4) + b"k" + b"none" + struct.pack("<Q", 1 << 63), "too large"),
+        (_raw_prefix(mask=1) + b"k" + b"none" + dims + struct.pack("<d", float("inf")), "finite"),
+        (_raw_prefix(code=10, nbytes=1) + b"k" + b"none" + dims + b"\x07", "bool"),
+        (good[:10], "ended inside"),
+        (good[:-1], "ended inside"),
+    ]
+
+
+@pytest.mark.parametrize("data, match", _bad_frames())
+def test_reader_rejects_bad_frames_naming_the_problem(data, match):
+    with pytest.raises(FrameError, match=match):
+        FrameReader(data).read()
+
+
+# -- channel ---------------------------------------------------------------------------------------
+
+def test_round_trip_over_the_channel(server, client_factory):
+    client = client_factory()
+    for i, array in enumerate(ARRAYS):
+        client.send(f"t{i}", array, "none", None)
+        key, got, encoding, meta = server.collector.get()
+        assert key == f"t{i}" and encoding == "none" and meta == {}
+        assert got.shape == np.shape(array)
+        np.testing.assert_array_equal(got, array)
+    client.send("q", np.array([1, -2], np.int8), "int8", {"scale": 0.5})
+    assert server.collector.get()[2:] == ("int8", {"scale": 0.5})
+    assert client.ping(WAIT) < WAIT
+
+
+def test_64mb_float32_throughput(server, client_factory):
+    client = client_factory()
+    array = np.random.default_rng(0).standard_normal(16 << 20, dtype=np.float32)  # 64 MiB
+    rates = []
+    for i in range(4):  # the first send also pays for the receiver's fresh pages
+        start = time.perf_counter()
+        client.send(f"big{i}", array)
+        key, got, _, _ = server.collector.get()
+        rates.append(array.nbytes / (time.perf_counter() - start) / 1e9)
+        assert key == f"big{i}"
+    np.testing.assert_array_equal(got, array)
+    print(f"\n64 MiB float32 over the data channel (127.0.0.1): "
+          f"{', '.join(f'{r:.2f}' for r in rates)} GB/s (best {max(rates):.2f})")
+    rtts = sorted(client.ping(WAIT) for _ in range(50))
+    print(f"ping round trip median: {rtts[25] * 1e6:.0f} us")
+
+
+def test_concurrent_senders_do_not_interleave(server, client_factory):
+    import threading
+    client = client_factory()
+    arrays = {f"s{i}": np.full(200_000, i, np.float32) for i in range(8)}
+    threads = [threading.Thread(target=client.send, args=(k, a)) for k, a in arrays.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    got = dict(server.collector.get()[:2] for _ in arrays)
+    for k, a in arrays.items():
+        np.testing.assert_array_equal(got[k], a)
+
+
+def test_wrong_token_is_rejected_and_server_keeps_serving(server, client_factory):
+    with pytest.raises(UnauthenticatedError):
+        client_factory(token="not-the-token")
+    with pytest.raises(UnauthenticatedError):
+        client_factory(token=None)
+    _wait_for(lambda: server.stats.rejected_handshakes == 2)
+    client = client_factory()
+    client.send("ok", np.ones(3))
+    assert server.collector.get()[0] == "ok"
+
+
+def test_client_refuses_a_server_that_cannot_prove_the_token():
+    srv = DataChannelServer(token=None)
+    try:
+        with pytest.raises(UnauthenticatedError, match="prove"):
+            DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "w0")
+    finally:
+        srv.stop()
+
+
+def test_auth_disabled_works_on_loopback_only():
+    with pytest.raises(ValueError, match="non-loopback"):
+        DataChannelServer(host="0.0.0.0", token=None)
+    collector = _Collector()
+    srv = DataChannelServer(host="localhost", token=None, on_tensor=collector)
+    client = None
+    try:
+        client = DataChannelClient(f"127.0.0.1:{srv.port}", None, "w0", keepalive_interval=None)
+        client.send("x", np.arange(3))
+        assert collector.get()[0] == "x"
+    finally:
+        if client is not None:
+            client.close()
+        srv.stop()
+
+
+def test_silent_peer_is_dropped_after_the_handshake_deadline(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        start = time.monotonic()
+        assert len(sock.recv(64)) == 36  # the server's hello; then we say nothing
+        while sock.recv(64):
+            pass
+        assert time.monotonic() - start < 0.5 + 1.0
+    _wait_for(lambda: server.stats.rejected_handshakes == 1)
+
+
+def _wait_for(predicate, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def _fuzz_case(rng):
+    """Returns (authenticate first?, bytes) for one malicious connection."""
+    good = _frame_bytes("k", np.arange(4, dtype=np.float32))
+    kind = rng.randrange(6)
+    if kind == 0:
+        return False, rng.randbytes(rng.randrange(1, 200))
+    if kind == 1:
+        return True, rng.randbytes(rng.randrange(1, 200))
+    if kind == 2:  # truncated header or payload
+        return True, good[:rng.randrange(1, len(good))]
+    if kind == 3:  # oversized or inconsistent dims
+        rank = rng.randrange(1, 5)
+        dims = [rng.choice([0, 1, 3, 1 << 31, 1 << 62, (1 << 64) - 1]) for _ in range(rank)]
+        return True, (_raw_prefix(rank=rank, nbytes=rng.choice([0, 4, 1 << 30])) + b"k" + b"none"
+                      + struct.pack(f"<{rank}Q", *dims))
+    if kind == 4:  # bad dtype or bad magic
+        return True, rng.choice([_raw_prefix(code=rng.choice([0, 7, 11, 200])) + b"knone" + struct.pack("<Q", 1),
+                                 rng.randbytes(4) + good[4:]])
+    flipped = bytearray(good)  # one corrupted header byte
+    flipped[rng.randrange(_PREFIX.size)] ^= 1 << rng.randrange(8)
+    return True, bytes(flipped) + rng.randbytes(rng.randrange(0, 64))
+
+
+def test_fuzzed_connections_are_closed_and_server_keeps_serving(server, client_factory):
+    rng = random.Random(1234)
+    for _ in range(300):
+        authenticate, data = _fuzz_case(rng)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            if authenticate:
+                client_handshake(sock, TOKEN.encode(), "fuzzer")
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)  # a truncated frame then ends the stream
+            except OSError:  # the server may have closed on the first bad byte already
+                pass
+            try:
+                while sock.recv(4096):  # the server closes every bad connection (recv timeout: WAIT)
+                    pass
+            except ConnectionResetError:
+                pass
+    _wait_for(lambda: not server._conns)
+    assert server.stats.bad_frames + server.stats.rejected_handshakes > 250
+    client = client_factory()
+    client.send("after-fuzz", np.ones(2))
+    while server.collector.get()[0] != "after-fuzz":  # a flipped bit can still make a valid frame
+        pass
+
+
+def test_callback_error_is_reported_to_the_sender():
+    errors = queue.Queue()
+
+    def refuse(key, array, encoding, meta):
+        raise KeyError(key)
+
+    srv = DataChannelServer(token=TOKEN, on_tensor=refuse)
+    client = None
+    try:
+        client = DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "w0", on_error=errors.put)
+        client.send("nobody-wants-me", np.ones(1))
+        assert "nobody-wants-me" in str(errors.get(timeout=WAIT))
+    finally:
+        if client is not None:
+            client.close()
+        srv.stop()
+
+
+def test_lost_peer_makes_send_raise_unavailable_quickly(server, client_factory):
+    errors = queue.Queue()
+    client = client_factory(on_error=errors.put)
+    client.send("before", np.ones(4))
+    server.collector.get()
+    start = time.monotonic()
+    server.stop()
+    with pytest.raises(UnavailableError, match=f"127.0.0.1:{server.port}"):
+        while time.monotonic() - start < WAIT:
+            client.send("after", np.ones(1 << 20, np.float32))
+    assert time.monotonic() - start < 1.0
+    assert isinstance(errors.get(timeout=WAIT), UnavailableError)
+
+
+def test_keepalive_detects_a_peer_that_stops_answering():
+    """A 'server' that completes the handshake and then never reads or answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    errors = queue.Queue()
+    conn = client = None
+    try:
+        import threading
+        from tensorweave.distributed.transport import server_handshake
+        accepted = queue.Queue()
+
+        def accept():
+            c, _ = listener.accept()
+            server_handshake(c, TOKEN.encode(), time.monotonic() + WAIT)
+            accepted.put(c)
+
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        client = DataChannelClient(f"127.0.0.1:{listener.getsockname()[1]}", TOKEN, "w0",
+                                   keepalive_interval=0.1, keepalive_timeout=0.3, on_error=errors.put)
+        conn = accepted.get(timeout=WAIT)
+        assert "ping" in str(errors.get(timeout=WAIT))
+        with pytest.raises(UnavailableError):
+            client.send("x", np.ones(1))
+        t.join(WAIT)
+    finally:
+        if client is not None:
+            client.close()
+        if conn is not None:
+            conn.close()
+        listener.close()
+
+
+def test_unreachable_address_raises_unavailable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connection refused
+        with pytest.raises(UnavailableError, match=str(port)):
+            DataChannelClient(f"127.0.0.1:{port}", TOKEN, "w0")
+
+
+def test_tls(tmp_path):
+    import ssl
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("openssl is not available to make a test certificate")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    collector = _Collector()
+    srv = DataChannelServer(token=TOKEN, on_tensor=collector, ssl_context=server_ctx)
+    client = None
+    try:
+        client = DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "w0", ssl_context=client_ctx)
+        array = np.arange(1 << 20, dtype=np.float32)
+        client.send("tls", array)
+        np.testing.assert_array_equal(collector.get()[1], array)
+        with pytest.raises(UnavailableError):  # a client that does not trust the server's certificate
+            DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "w1", ssl_context=ssl.create_default_context())
+    finally:
+        if client is not None:
+            client.close()
+        srv.stop()
