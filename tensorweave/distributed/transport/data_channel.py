@@ -18,7 +18,6 @@ import hmac
 import ipaddress
 import secrets
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
