@@ -5,6 +5,7 @@ The scopes (name, device, control dependencies, colocation) are small stacks on 
 """
 
 import contextlib
+import re
 import threading
 
 from tensorweave.framework import device_spec, errors, op_def as op_def_lib
@@ -355,7 +356,6 @@ class Graph:
         items = list(self._collections.get(name, []))
         if scope is None:
             return items
-        import re
         pattern = re.compile(scope)
         return [i for i in items if hasattr(i, "name") and pattern.match(i.name)]
 

@@ -30,13 +30,13 @@ def register_session_factory(prefix, factory):
 
 
 def _runtime_for(target, graph, config):
+    if target.startswith("grpc://") and "grpc://" not in _FACTORIES:
+        import tensorweave.distributed  # noqa: F401 - registers the grpc:// factory once it exists
     for prefix in sorted(_FACTORIES, key=len, reverse=True):
-        if target.startswith(prefix):
+        if target.startswith(prefix) and (prefix or not target):
             return _FACTORIES[prefix](target, graph, config)
-    if target.startswith("grpc://"):
-        import tensorweave.distributed  # noqa: F401 - registers the grpc:// factory
-        return _runtime_for(target, graph, config)
-    raise errors.NotFoundError(None, None, f"No session factory registered for target {target!r}")
+    raise errors.NotFoundError(None, None, f"No session factory registered for target {target!r} "
+                               f"(known: {sorted(p + '...' if p else repr('') for p in _FACTORIES)})")
 
 
 class LocalRuntime:

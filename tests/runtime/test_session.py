@@ -196,3 +196,10 @@ def test_fetching_indexed_slices_returns_its_parts():
         dense = sess.run(tf.convert_to_tensor(grad), {params: np.ones((3, 2))})
     assert value.indices.tolist() == [1, 1] and value.dense_shape.tolist() == [3, 2]
     np.testing.assert_array_equal(dense, [[0, 0], [2, 2], [0, 0]])
+
+
+def test_unknown_session_targets_are_refused_clearly():
+    with pytest.raises(tf.errors.NotFoundError, match="No session factory registered for target 'grpc://"):
+        tf.Session("grpc://127.0.0.1:1")
+    with pytest.raises(tf.errors.NotFoundError, match="'bogus://x'"):
+        tf.Session("bogus://x")
