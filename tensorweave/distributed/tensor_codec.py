@@ -1,0 +1,111 @@
+"""Tensors as `NamedTensor` protocol messages: TF dtype enum + dims + raw little-endian bytes.
+
+What crosses the wire is never pickled or evaluated (STYLE.md rule 7). The receiving side
+trusts nothing: the dtype must be a fixed-size numeric TF type, the dims non-negative, the
+element count within `max_bytes`, the encoding one of `compression.ENCODINGS` (with a `scale`
+exactly when it is `int8`), and the byte count exactly dims x wire element size. Any mismatch is
+a ValueError naming the tensor. Float32 tensors may travel compressed (`compression`); every
+other dtype travels as raw bytes under "none", whatever encoding was asked for.
+"""
+
+import math
+
+import numpy as np
+
+from tensorweave.distributed import compression
+from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
+from tensorweave.framework import dtypes
+
+# The largest tensor (decoded, in bytes) accepted from the wire by default; callers with a
+# frame or message limit pass their own.
+DEFAULT_MAX_BYTES = 1 << 31
+# At most this many dims (TF's limit is 254; a few thousand zeros would be a cheap allocation bomb).
+MAX_RANK = 254
+
+
+def _tensor_dtype(name, array):
+    try:
+        dtype = dtypes.as_dtype(array.dtype.newbyteorder("="))  # ">i4" is int32 too
+    except TypeError:
+        raise ValueError(f"Tensor {name!r}: dtype {array.dtype} has no TensorFlow DataType") from None
+    if dtype is dtypes.string:
+        raise ValueError(f"Tensor {name!r}: dtype {array.dtype} cannot travel as raw bytes "
+                         "(only fixed-size numeric and bool tensors do)")
+    return dtype
+
+
+def to_named_tensor(name, array, encoding="none"):
+    """A `NamedTensor` message holding `array` under `name`.
+
+    `encoding` (a name from `compression.ENCODINGS`) applies to float32 tensors only; others
+    travel as raw bytes. Raises ValueError naming the tensor for string/object dtypes, unknown
+    encodings, or (under "int8") NaN or infinite values.
+    """
+    array = np.asarray(array)
+    dtype = _tensor_dtype(name, array)
+    try:
+        effective = compression.effective_encoding(array.dtype, encoding)
+        payload, meta = compression.encode(array, effective)
+    except ValueError as e:
+        raise ValueError(f"Tensor {name!r}: {e}") from None
+    msg = pb.NamedTensor(name=name, dtype=dtype.as_datatype_enum, dims=array.shape, content=bytes(payload))
+    if effective != "none":
+        msg.encoding = effective
+    if "scale" in meta:
+        msg.scale = meta["scale"]
+    return msg
+
+
+def from_named_tensor(msg, max_bytes=DEFAULT_MAX_BYTES):
+    """`(name, ndarray)` decoded from a `NamedTensor` received from the network.
+
+    The array is writable and owns its memory. `max_bytes` bounds the decoded size (checked
+    from the dims before anything is allocated). Raises ValueError naming the tensor when the
+    dtype is not a fixed-size numeric type, the dims are invalid, the encoding or scale does
+    not fit the dtype, or the byte count does not match the dims.
+    """
+    if not isinstance(msg, pb.NamedTensor):
+        raise TypeError(f"from_named_tensor expects a NamedTensor message, got {type(msg).__name__}")
+    name = msg.name
+    dtype = _wire_dtype(name, msg.dtype)
+    np_dtype = np.dtype(dtype.as_numpy_dtype)
+    dims = tuple(msg.dims)
+    if len(dims) > MAX_RANK:
+        raise ValueError(f"Tensor {name!r}: rank {len(dims)} exceeds the limit of {MAX_RANK}")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"Tensor {name!r}: dims {list(dims)} hold a negative dimension")
+    nbytes = math.prod(dims) * np_dtype.itemsize
+    if nbytes > max_bytes:
+        raise ValueError(f"Tensor {name!r}: {nbytes} bytes (dims {list(dims)}, {dtype.name}) exceed the "
+                         f"limit of {max_bytes} bytes")
+    encoding = msg.encoding or "none"
+    if encoding not in compression.ENCODINGS:
+        raise ValueError(f"Tensor {name!r}: unknown encoding {encoding!r}; expected one of "
+                         f"{', '.join(compression.ENCODINGS)}")
+    if compression.effective_encoding(np_dtype, encoding) != encoding:
+        raise ValueError(f"Tensor {name!r}: encoding {encoding!r} applies to float32 only, not {dtype.name}")
+    has_scale = msg.HasField("scale")
+    if has_scale != (encoding == "int8"):
+        raise ValueError(f"Tensor {name!r}: encoding {encoding!r} " +
+                         ("needs a scale" if encoding == "int8" else "carries no scale, but one was sent"))
+    meta = {"scale": msg.scale} if has_scale else {}
+    try:
+        array = compression.decode(msg.content, encoding, np_dtype, dims, meta)
+    except ValueError as e:
+        raise ValueError(f"Tensor {name!r}: {e}") from None
+    if not array.flags.writeable or not array.flags.owndata:
+        array = array.copy()  # "none" decodes to a view of the immutable message bytes
+    return name, array
+
+
+def _wire_dtype(name, enum):
+    if enum not in _NUMERIC_ENUMS:
+        raise ValueError(f"Tensor {name!r}: DataType enum {enum} is not a fixed-size numeric type "
+                         f"(accepted: {sorted(_NUMERIC_ENUMS)})")
+    return dtypes.as_dtype(int(enum))
+
+
+_NUMERIC_ENUMS = frozenset(d.as_datatype_enum for d in (
+    dtypes.float16, dtypes.float32, dtypes.float64, dtypes.bfloat16, dtypes.int8, dtypes.int16,
+    dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64,
+    dtypes.bool, dtypes.complex64, dtypes.complex128))
