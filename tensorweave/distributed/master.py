@@ -1,0 +1,409 @@
+"""The master service of a cluster, independent of any transport (TF's `Master` + `MasterSession`).
+
+A client hands the master its graph (`create_session`); each `run` signature (feed, fetch and
+target names) is then pruned, placed across every device of the cluster, partitioned by device,
+and registered with the workers owning those devices. A step runs every registered partition at
+once (`Worker.run_graph`, one thread per task), all sharing the step's rendezvous.
+
+- Workers are reached only through the worker interface (`get_status`, `register_graph`,
+  `run_graph`, `cleanup_graph`, `deregister_graph`, `close_session`), with GraphDefs and configs
+  as serialized bytes and tensors as NumPy arrays, so in-process `Worker`s and gRPC stubs serve alike.
+- One registration per task and signature: the partitions of a task's devices are merged into one
+  GraphDef (their `_Send`/`_Recv`/feed nodes renamed per device so they cannot collide), and every
+  node carries the full name of the device the master placed it on, so the worker never re-places.
+- The rendezvous is a parameter (`rendezvous_factory`, called once per step): an in-process
+  `LocalRendezvous` now, a remote one once tensors travel over the data channel.
+- `extend_session` replaces the session's graph: every signature registered for it is
+  deregistered and compiled again on first use (simple and correct; TF keeps those still valid).
+"""
+
+import contextlib
+import itertools
+import secrets
+import threading
+
+from tensorboard.compat.proto import graph_pb2
+
+from tensorweave.distributed.cluster import ClusterSpec
+from tensorweave.framework import errors
+from tensorweave.framework.device_spec import DeviceSpec
+from tensorweave.framework.graph import Graph
+from tensorweave.framework.graph_io import import_graph_def
+from tensorweave.framework.operation import Operation
+from tensorweave.runtime import config as config_lib
+from tensorweave.runtime.partition import partition_graph
+from tensorweave.runtime.partition_graphs import partition_graph_defs
+from tensorweave.runtime.placement import place
+from tensorweave.runtime.plan import prune
+from tensorweave.runtime.rendezvous import LocalRendezvous
+from tensorweave.runtime.session import step_timeout
+
+_STEP_ID_MASK = (1 << 63) - 1  # step ids travel in signed int64 fields
+
+
+class _TaskPart:
+    """A signature's registration on one task: its handle, the feeds it takes (partition feed
+    name -> client tensor name) and the client tensor names it returns."""
+
+    def __init__(self, task, handle, sends, fetch_names):
+        self.task = task
+        self.handle = handle
+        self.sends = sends
+        self.fetch_names = fetch_names
+
+
+class _TaskRendezvous:
+    """One task's view of the step's rendezvous: remembers which task aborted it first, so the
+    step's error names the task where it arose, not a peer that merely stopped waiting."""
+
+    def __init__(self, base, task, on_abort):
+        self._base, self._task, self._on_abort = base, task, on_abort
+
+    def send(self, key, value):
+        return self._base.send(key, value)
+
+    def recv_async(self, key, callback):
+        return self._base.recv_async(key, callback)
+
+    def recv(self, key, timeout=None):
+        return self._base.recv(key, timeout)
+
+    def abort(self, error):
+        self._on_abort(self._task, error)
+        self._base.abort(error)
+
+    def pending_keys(self):
+        return self._base.pending_keys()
+
+
+class MasterSession:
+    """One client session: its graph, its config, and the signatures registered for it."""
+
+    def __init__(self, master, handle, graph, config, devices, incarnations):
+        self.master = master
+        self.handle = handle
+        self.graph = graph
+        self.config = config
+        self.devices = devices            # {full device name: task name}
+        self.incarnations = incarnations  # {full device name: incarnation}
+        self._signatures = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, feeds, fetches, targets=(), options=None):
+        """Runs one step: `feeds` maps tensor names to arrays; returns `{fetch name: array}`."""
+        return self.master.run(self.handle, feeds, fetches, targets, options)
+
+    def extend(self, graph_def_bytes):
+        """Replaces the session's graph with a larger one (the client added ops)."""
+        self.master.extend_session(self.handle, graph_def_bytes)
+
+    def close(self):
+        """Releases every graph of this session on every worker."""
+        self.master.close_session(self.handle)
+
+
+class Master:
+    """The master of `cluster_spec`, reaching each task through `workers`.
+
+    workers: `{task prefix ("/job:worker/replica:0/task:1"): object with the Worker interface}`;
+        every task of the cluster needs one.
+    default_task: (job, index) of the client's task; ops that request no device go to its CPU:0.
+    config: the default ConfigProto of sessions (soft placement, device filters, timeouts).
+    rendezvous_factory: makes the rendezvous of one step (LocalRendezvous: all tasks in-process).
+    """
+
+    def __init__(self, cluster_spec, workers, default_task=("worker", 0), config=None, *,
+                 rendezvous_factory=LocalRendezvous):
+        self.cluster_spec = cluster_spec if isinstance(cluster_spec, ClusterSpec) else ClusterSpec(cluster_spec)
+        self.workers = {_task_name(name): w for name, w in workers.items()}
+        missing = [t for t in self.cluster_spec.task_devices() if t not in self.workers]
+        if missing:
+            raise ValueError(f"No worker given for tasks {missing} of the cluster")
+        job, index = default_task
+        self.default_device = self.cluster_spec.device_name(job, index)
+        self.config = config_lib.as_config(config)
+        self._rendezvous_factory = rendezvous_factory
+        self._sessions = {}
+        self._lock = threading.Lock()
+        self._prefix = f"{secrets.randbits(48):012x}"
+        self._session_ids = itertools.count(1)
+        self._step_base = secrets.randbits(62)
+        self._step_ids = itertools.count(1)
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def create_session(self, graph_def_bytes, config=None):
+        """Imports the client's graph (a serialized GraphDef) and returns a session handle. Asks
+        every worker for its devices and incarnation now, so a later restart fails fast."""
+        config = config_lib.as_config(config) if config is not None else self.config
+        devices, incarnations = {}, {}
+        for task, worker in self.workers.items():
+            status = worker.get_status()
+            if _task_name(status.task_name) != task:
+                raise errors.InvalidArgumentError(
+                    None, None, f"The worker registered for task {task} reports task {status.task_name}")
+            for name in status.device_names:
+                devices[name] = task
+                incarnations[name] = status.incarnation
+        graph = _import(graph_def_bytes)
+        handle = f"{self._prefix}-{next(self._session_ids)}"
+        with self._lock:
+            self._sessions[handle] = MasterSession(self, handle, graph, config, devices, incarnations)
+        return handle
+
+    def session(self, handle):
+        """The session object of `handle`; AbortedError if it is closed or unknown."""
+        with self._lock:
+            session = self._sessions.get(handle)
+        if session is None:
+            raise errors.AbortedError(None, None, f"Session {handle!r} is not found (closed, or this master "
+                                      "restarted)")
+        return session
+
+    def extend_session(self, handle, graph_def_bytes):
+        """Replaces the session's graph; every registered signature is deregistered and rebuilt on
+        its next run. Variables live on the workers' devices, so they keep their values."""
+        session = self.session(handle)
+        graph = _import(graph_def_bytes)
+        with session._lock:
+            stale, session._signatures = session._signatures, {}
+            session.graph = graph
+        self._deregister(stale.values())
+
+    def close_session(self, handle):
+        """Releases every graph of the session on every worker (`Worker.close_session`)."""
+        with self._lock:
+            session = self._sessions.pop(handle, None)
+        if session is None:
+            return
+        session._signatures.clear()
+        first_error = None
+        for worker in self.workers.values():
+            try:
+                worker.close_session(handle)
+            except Exception as e:  # noqa: BLE001 - release on the other workers anyway
+                first_error = first_error or e
+        if first_error is not None:
+            raise first_error
+
+    def list_devices(self):
+        """The full names of every device of every task, as the workers report them."""
+        return [name for worker in self.workers.values() for name in worker.get_status().device_names]
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def run(self, handle, feeds, fetches, targets=(), options=None):
+        """Runs one step of session `handle`: `feeds` maps tensor names to arrays, `fetches` are
+        tensor names, `targets` op names. Returns `{fetch name: array}`; a failing op on any
+        task fails the step with that op's error, naming the task."""
+        session = self.session(handle)
+        feeds = dict(feeds)
+        fetches, targets = list(fetches), list(targets)
+        parts = self._signature(session, tuple(feeds), tuple(fetches), tuple(targets))
+        step_id = (self._step_base + next(self._step_ids)) & _STEP_ID_MASK
+        results = self._run_step(session, parts, step_id, feeds, step_timeout(options, session.config))
+        out = {}
+        for name in fetches:
+            out[name] = feeds[name] if name in feeds else results[name]  # a fetched feed: the fed value
+        return out
+
+    def _run_step(self, session, parts, step_id, feeds, timeout):
+        rendezvous = self._rendezvous_factory()
+        lock = threading.Lock()
+        first = []   # (task, error) of the first abort: where the step failed
+        failures = []
+        results = {}
+
+        def record(task, error):
+            with lock:
+                if not first:
+                    first.append((task, error))
+
+        def call(part):
+            worker = self.workers[part.task]
+            view = _TaskRendezvous(rendezvous, part.task, record)
+            sends = {name: feeds[client] for name, client in part.sends.items()}
+            try:
+                out = worker.run_graph(part.handle, step_id, sends, part.fetch_names, view, timeout=timeout)
+                with lock:
+                    results.update(out)
+            except BaseException as e:  # noqa: BLE001 - reported below, after the peers finished
+                view.abort(e)  # so the peers fail instead of waiting for this task's tensors
+                with lock:
+                    failures.append((part.task, e))
+
+        threads = [threading.Thread(target=call, args=(p,), name=f"tensorweave-master-{p.task}", daemon=True)
+                   for p in parts[1:]]
+        for t in threads:
+            t.start()
+        if parts:
+            call(parts[0])
+        for t in threads:
+            t.join()
+        if not failures:
+            return results
+        for part in parts:  # a peer may still hold the step (a remote worker's receive)
+            with contextlib.suppress(Exception):  # the step's own error matters more
+                self.workers[part.task].cleanup_graph(step_id)
+        task, error = first[0] if first else failures[0]
+        raise self._step_error(session, step_id, task, error)
+
+    @staticmethod
+    def _step_error(session, step_id, task, error):
+        if not isinstance(error, errors.OpError):
+            return errors.InternalError(None, None, f"Step {step_id} failed on task {task}: "
+                                        f"{type(error).__name__}: {error}")
+        out = type(error)(error.node_def, None, f"{error.message}\n\t(step {step_id} failed on task {task})")
+        if error.op is not None:  # the worker's op; the client knows the op of its own graph
+            try:
+                out.op = session.graph.get_operation_by_name(error.op.name)
+            except (KeyError, ValueError):
+                pass
+        out.__cause__ = error
+        return out
+
+    # -- signatures --------------------------------------------------------------------------
+
+    def _signature(self, session, feeds, fetches, targets):
+        key = (feeds, fetches, targets)
+        parts = session._signatures.get(key)
+        if parts is None:
+            with session._lock:
+                parts = session._signatures.get(key)
+                if parts is None:
+                    parts = session._signatures[key] = self._register(session, feeds, fetches, targets)
+        return parts
+
+    def _register(self, session, feed_names, fetch_names, target_names):
+        graph, config = session.graph, session.config
+        feeds = [_element(graph, n, "fed", tensor=True) for n in feed_names]
+        fetches = [_element(graph, n, "fetched", tensor=True) for n in fetch_names]
+        targets = [_element(graph, n, "run as a target", tensor=False) for n in target_names]
+        ops = prune(feeds, fetches, targets)
+        placement = place(ops, list(session.devices), default_device=self.default_device,
+                          allow_soft_placement=config.allow_soft_placement,
+                          device_filters=list(config.device_filters) or None)
+        specs = partition_graph(ops, placement, fetches=fetches + targets, feeds=feeds)
+        defs = partition_graph_defs(specs, session.incarnations)
+        by_task = {}
+        for device, spec in specs.items():
+            by_task.setdefault(session.devices[device], []).append((device, spec, defs[device]))
+        config_bytes = config.proto.SerializeToString()
+        parts = []
+        try:
+            for task, members in by_task.items():
+                graph_def, sends, fetched = _merge_task(members)
+                handle = self.workers[task].register_graph(session.handle, graph_def.SerializeToString(),
+                                                           config_bytes)
+                parts.append(_TaskPart(task, handle, sends, fetched))
+        except BaseException:
+            self._deregister([parts])
+            raise
+        return parts
+
+    def _deregister(self, signatures):
+        for parts in signatures:
+            for part in parts:
+                try:
+                    self.workers[part.task].deregister_graph(part.handle)
+                except errors.NotFoundError:
+                    pass  # already gone (collected as idle, or the worker restarted)
+
+
+def _merge_task(members):
+    """One GraphDef for the partitions of one task's devices. Nodes the partitioner made
+    (`_feed_i`, `_recv_i`, `_send_i`) are renamed per device when a task has several; every node
+    is pinned to its placed device. Returns (GraphDef, {feed name: client tensor name},
+    [client tensor names fetched])."""
+    out = graph_pb2.GraphDef()
+    sends, fetched = {}, []
+    several = len(members) > 1
+    for index, (device, spec, graph_def) in enumerate(members):
+        own = {op.name for op in spec.ops}
+        renamed = {n.name: (f"{n.name}_d{index}" if several else n.name)
+                   for n in graph_def.node if n.name not in own}
+        for node in graph_def.node:
+            new = out.node.add()
+            new.CopyFrom(node)
+            new.name = renamed.get(node.name, node.name)
+            new.device = device
+            del new.input[:]
+            new.input.extend(_rename_input(i, renamed) for i in node.input)
+        for i, t in enumerate(spec.feeds):
+            sends[f"{renamed[f'_feed_{i}']}:0"] = t.name
+        fetched.extend(f.name for f in spec.fetches if not isinstance(f, Operation))
+    if members:
+        out.versions.CopyFrom(members[0][2].versions)
+    return out, sends, fetched
+
+
+def _rename_input(name, renamed):
+    control = name.startswith("^")
+    base, sep, port = name.lstrip("^").partition(":")
+    base = renamed.get(base, base)
+    return ("^" if control else "") + base + sep + port
+
+
+def _element(graph, name, what, tensor):
+    try:
+        if tensor:
+            return graph.get_tensor_by_name(name)
+        return graph.get_operation_by_name(name.lstrip("^"))
+    except (KeyError, ValueError, TypeError):
+        kind = "Tensor" if tensor else "Operation"
+        raise errors.InvalidArgumentError(None, None, f"{kind} {name!r} {what} is not in the session's graph "
+                                          "(extend the session after adding ops)") from None
+
+
+def _import(graph_def_bytes):
+    graph_def = graph_def_bytes
+    if not isinstance(graph_def, graph_pb2.GraphDef):
+        graph_def = graph_pb2.GraphDef()
+        try:
+            graph_def.ParseFromString(bytes(graph_def_bytes))
+        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
+            raise errors.InvalidArgumentError(None, None, f"Cannot parse the session's GraphDef: {e}") from None
+    graph = Graph()
+    with graph.as_default():
+        import_graph_def(graph_def, name="")
+    return graph
+
+
+def _task_name(name):
+    spec = DeviceSpec.from_string(name)
+    return DeviceSpec(spec.job, spec.replica if spec.replica is not None else 0, spec.task).to_string()
+
+
+class MasterRuntime:
+    """The client side of a master session, with the `LocalRuntime` interface, so `Session` can
+    run on a master (through the session-factory registry). `graph`: the client's graph; when
+    given, ops added to it since the last step extend the session before the next."""
+
+    def __init__(self, master, session_handle, graph=None):
+        self.master = master
+        self.handle = session_handle
+        self.graph = graph
+        self._extended_at = _graph_size(graph)
+
+    def run(self, feeds, feed_values, fetches, targets, options, run_metadata):
+        if self.graph is not None and _graph_size(self.graph) != self._extended_at:
+            self._extended_at = _graph_size(self.graph)
+            self.master.extend_session(self.handle, self.graph.as_graph_def().SerializeToString())
+        feed_map = {t.name: v for t, v in zip(feeds, feed_values, strict=True)}
+        out = self.master.run(self.handle, feed_map, [t.name for t in fetches], [op.name for op in targets],
+                              options)
+        return [out[t.name] for t in fetches]
+
+    def list_devices(self):
+        return self.master.list_devices()
+
+    def close(self):
+        self.master.close_session(self.handle)
+
+
+def _graph_size(graph):
+    if graph is None:
+        return None
+    return (len(graph.get_operations()), graph._mutation_version)
+
