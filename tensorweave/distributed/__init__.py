@@ -8,6 +8,18 @@ from tensorweave.distributed.cluster import (
     local_cluster_spec,
     task_from_tf_config,
 )
+from tensorweave.runtime.session import (
+    register_session_factory as _register_session_factory,
+)
+
+
+def _grpc_session_runtime(target, graph, config):
+    # gRPC loads only when a grpc:// session is made.
+    from tensorweave.distributed.grpc_services import GrpcSessionRuntime
+    return GrpcSessionRuntime(target, graph, config)
+
+
+_register_session_factory("grpc://", _grpc_session_runtime)
 
 __all__ = [
     "ClusterSpec",

@@ -21,6 +21,7 @@ _TABLE = {
     **_names("coordinator", "Coordinator"),
     **_names("device_setter", "replica_device_setter GreedyLoadBalancingStrategy byte_size_load_fn"),
     "ClusterSpec": "tensorweave.distributed.cluster:ClusterSpec",
+    "Server": "tensorweave.distributed.server:Server",
     "write_graph": "tensorweave.framework.graph_io:write_graph",
     "summary_iterator": "tensorweave.summary.event_reader:summary_iterator",
 }

@@ -199,7 +199,7 @@ def test_fetching_indexed_slices_returns_its_parts():
 
 
 def test_unknown_session_targets_are_refused_clearly():
-    with pytest.raises(tf.errors.NotFoundError, match="No session factory registered for target 'grpc://"):
+    with pytest.raises(tf.errors.UnavailableError):  # nothing listens there
         tf.Session("grpc://127.0.0.1:1")
     with pytest.raises(tf.errors.NotFoundError, match="'bogus://x'"):
         tf.Session("bogus://x")

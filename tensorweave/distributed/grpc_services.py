@@ -1,0 +1,421 @@
+"""gRPC for the master and worker services: servicers, client stubs and the `grpc://` session.
+
+- `MasterServicer` / `WorkerServicer` wrap the transport-neutral `Master` and `Worker`.
+- `GrpcWorkerClient` implements the worker interface over gRPC for the master, plus the
+  RecvTensor fetch used by `RemoteRendezvous`.
+- `GrpcSessionRuntime` is the client side of `tf.Session("grpc://host:port")`.
+
+Errors travel as gRPC status codes, which share TF's numbering (`errors.OpError.error_code`).
+Setup calls carry a bounded deadline (`SETUP_TIMEOUT_SECONDS`); steps only the deadline of
+`RunOptions.timeout_in_ms` / `ConfigProto.operation_timeout_in_ms`; lost peers are found by the
+channel's keepalives (`grpc_auth.channel_options`).
+"""
+
+import contextlib
+import threading
+
+import grpc
+from tensorboard.compat.proto import config_pb2
+
+from tensorweave.distributed import tensor_codec
+from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
+from tensorweave.distributed.protocol import tensorweave_service_pb2_grpc as pb_grpc
+from tensorweave.distributed.transport import grpc_auth
+from tensorweave.distributed.worker import WorkerStatus
+from tensorweave.framework import errors
+from tensorweave.runtime import config as config_lib
+from tensorweave.runtime.session import step_timeout
+
+SETUP_TIMEOUT_SECONDS = 30.0
+_RECV_POLL_SECONDS = 0.5
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+def status_code(error):
+    """The gRPC status code of an exception raised by a service method."""
+    if isinstance(error, errors.OpError):
+        return _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
+    if isinstance(error, (ValueError, TypeError)):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.INTERNAL
+
+
+def op_error(rpc_error, where):
+    """The TF error class for a failed call (`grpc.RpcError`), its message naming `where`."""
+    code = rpc_error.code() if hasattr(rpc_error, "code") else grpc.StatusCode.UNKNOWN
+    details = rpc_error.details() if hasattr(rpc_error, "details") else str(rpc_error)
+    cls = errors.exception_type_from_error_code(code.value[0] if code is not None else 2)
+    return cls(None, None, f"{details} (from {where})")
+
+
+def _serve(method):
+    """Runs a servicer method, answering its exceptions with the matching gRPC status."""
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a status, never a crash
+            message = e.message if isinstance(e, errors.OpError) else f"{type(e).__name__}: {e}"
+            context.abort(status_code(e), message)
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def make_channel(address, token=None):
+    """A channel to `host:port` carrying the cluster token (when there is one) on every call."""
+    channel = grpc.insecure_channel(address, options=grpc_auth.channel_options())
+    return grpc_auth.intercept_channel(channel, token) if token is not None else channel
+
+
+def _run_options(timeout):
+    options = config_pb2.RunOptions()
+    if timeout is not None:
+        options.timeout_in_ms = max(1, int(timeout * 1000))
+    return options
+
+
+def _decode_tensors(messages):
+    return dict(tensor_codec.from_named_tensor(m) for m in messages)
+
+
+# -- master --------------------------------------------------------------------------------------
+
+class MasterServicer(pb_grpc.MasterServicer):
+    """The Master service of one task, over a transport-neutral `Master`."""
+
+    def __init__(self, master):
+        self._master = master
+        self._versions = {}
+        self._lock = threading.Lock()
+
+    @_serve
+    def CreateSession(self, request, context):
+        config = config_pb2.ConfigProto()
+        config.ParseFromString(request.config)
+        handle = self._master.create_session(request.graph_def, config)
+        with self._lock:
+            self._versions[handle] = 0
+        return pb.CreateSessionResponse(session_handle=handle, graph_version=0)
+
+    @_serve
+    def ExtendSession(self, request, context):
+        # Our master replaces the session's graph, so `graph_def` holds the client's whole graph.
+        with self._lock:
+            version = self._versions.get(request.session_handle)
+            if version is not None and version != request.current_graph_version:
+                raise errors.AbortedError(None, None, f"Session {request.session_handle!r} is at graph version "
+                                          f"{version}, not {request.current_graph_version}")
+        self._master.extend_session(request.session_handle, request.graph_def)
+        with self._lock:
+            version = self._versions[request.session_handle] = (version or 0) + 1
+        return pb.ExtendSessionResponse(new_graph_version=version)
+
+    @_serve
+    def RunStep(self, request, context):
+        if request.partial_run_handle:
+            raise errors.UnimplementedError(None, None, "Partial runs are not supported over gRPC yet")
+        options = config_pb2.RunOptions()
+        options.ParseFromString(request.options)
+        feeds = _decode_tensors(request.feeds)
+        out = self._master.run(request.session_handle, feeds, list(request.fetches), list(request.targets),
+                               options)
+        return pb.RunStepResponse(tensors=[tensor_codec.to_named_tensor(n, out[n]) for n in request.fetches])
+
+    @_serve
+    def CloseSession(self, request, context):
+        with self._lock:
+            self._versions.pop(request.session_handle, None)
+        self._master.close_session(request.session_handle)
+        return pb.CloseSessionResponse()
+
+    @_serve
+    def ListDevices(self, request, context):
+        return pb.ListDevicesResponse(local_device=[pb.DeviceAttributes(name=n)
+                                                    for n in self._master.list_devices()])
+
+
+# -- worker --------------------------------------------------------------------------------------
+
+class WorkerServicer(pb_grpc.WorkerServicer):
+    """The Worker service of one task: `worker` runs partitions, `table` holds the step rendezvous."""
+
+    def __init__(self, worker, table):
+        self._worker = worker
+        self._table = table
+
+    @_serve
+    def GetStatus(self, request, context):
+        status = self._worker.get_status()
+        devices = [pb.DeviceAttributes(name=n, device_type=t, incarnation=status.incarnation)
+                   for n, t in zip(status.device_names, status.device_types, strict=True)]
+        return pb.GetStatusResponse(device_attributes=devices, incarnation=status.incarnation,
+                                    task_name=status.task_name)
+
+    @_serve
+    def RegisterGraph(self, request, context):
+        handle = self._worker.register_graph(request.session_handle, request.graph_def, request.config)
+        return pb.RegisterGraphResponse(graph_handle=handle)
+
+    @_serve
+    def DeregisterGraph(self, request, context):
+        self._worker.deregister_graph(request.graph_handle)
+        return pb.DeregisterGraphResponse()
+
+    @_serve
+    def RunGraph(self, request, context):
+        options = config_pb2.RunOptions()
+        options.ParseFromString(request.options)
+        timeout = options.timeout_in_ms / 1000.0 if options.timeout_in_ms > 0 else None
+        sends = _decode_tensors(request.sends)
+        out = run_graph_on_table(self._worker, self._table, request.graph_handle, request.step_id, sends,
+                                 list(request.recv_keys), timeout)
+        return pb.RunGraphResponse(recvs=[tensor_codec.to_named_tensor(k, out[k]) for k in request.recv_keys])
+
+    @_serve
+    def CleanupGraph(self, request, context):
+        self._worker.cleanup_graph(request.step_id)
+        self._table.cleanup(request.step_id)
+        return pb.CleanupGraphResponse()
+
+    @_serve
+    def RecvTensor(self, request, context):
+        done = threading.Event()
+        box = []
+        self._table.take(request.step_id, request.rendezvous_key,
+                         lambda value, error: (box.append((value, error)), done.set()))
+        # Waits as long as the consumer does: its cancellation (step aborted, deadline) ends this.
+        while not done.wait(_RECV_POLL_SECONDS):
+            if not context.is_active():
+                raise errors.CancelledError(None, None, f"Receive of {request.rendezvous_key!r} was cancelled")
+        value, error = box[0]
+        if error is not None:
+            raise error
+        return pb.RecvTensorResponse(tensor=tensor_codec.to_named_tensor(request.rendezvous_key, value))
+
+    @_serve
+    def Health(self, request, context):
+        return pb.HealthResponse(incarnation=self._worker.get_status().incarnation)
+
+
+def run_graph_on_table(worker, table, graph_handle, step_id, sends, recv_keys, timeout):
+    """`worker.run_graph` with the task's own rendezvous of the step (from `table`)."""
+    rendezvous = table.begin_step(step_id)
+    try:
+        return worker.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout=timeout)
+    finally:
+        table.end_step(step_id)
+
+
+class GrpcWorkerClient:
+    """The worker interface of a remote task over gRPC (what `Master` calls), plus `fetch`,
+    the RecvTensor call a `RemoteRendezvous` uses. The channel connects on first use."""
+
+    def __init__(self, task_name, address, token=None):
+        self.task_name = task_name
+        self.address = address
+        self._channel = make_channel(address, token)
+        self._stub = pb_grpc.WorkerStub(self._channel)
+        self._lock = threading.Lock()
+        self._session_graphs = {}  # session handle -> graph handles, for close_session
+
+    def _call(self, method, request, timeout):
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise op_error(e, f"task {self.task_name} at {self.address}, {method}") from None
+
+    def get_status(self):
+        r = self._call("GetStatus", pb.GetStatusRequest(), SETUP_TIMEOUT_SECONDS)
+        return WorkerStatus(r.task_name, tuple(d.name for d in r.device_attributes),
+                            tuple(d.device_type for d in r.device_attributes), r.incarnation)
+
+    def register_graph(self, session_handle, graph_def_bytes, config=None):
+        config = config if isinstance(config, (bytes, type(None))) else config_lib.as_config(config).proto \
+            .SerializeToString()
+        r = self._call("RegisterGraph", pb.RegisterGraphRequest(session_handle=session_handle,
+                                                                graph_def=graph_def_bytes, config=config or b""),
+                       SETUP_TIMEOUT_SECONDS)
+        with self._lock:
+            self._session_graphs.setdefault(session_handle, set()).add(r.graph_handle)
+        return r.graph_handle
+
+    def deregister_graph(self, graph_handle):
+        with self._lock:
+            for handles in self._session_graphs.values():
+                handles.discard(graph_handle)
+        self._call("DeregisterGraph", pb.DeregisterGraphRequest(graph_handle=graph_handle), SETUP_TIMEOUT_SECONDS)
+
+    def close_session(self, session_handle):
+        with self._lock:
+            handles = self._session_graphs.pop(session_handle, set())
+        for handle in sorted(handles):
+            try:
+                self._call("DeregisterGraph", pb.DeregisterGraphRequest(session_handle=session_handle,
+                                                                        graph_handle=handle),
+                           SETUP_TIMEOUT_SECONDS)
+            except errors.NotFoundError:
+                pass
+        return len(handles)
+
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None):
+        # `rendezvous` is the master's view; the remote task uses its own step rendezvous.
+        request = pb.RunGraphRequest(graph_handle=graph_handle, step_id=step_id,
+                                     sends=[tensor_codec.to_named_tensor(k, v) for k, v in sends.items()],
+                                     recv_keys=list(recv_keys),
+                                     options=_run_options(timeout).SerializeToString())
+        r = self._call("RunGraph", request, timeout)
+        return _decode_tensors(r.recvs)
+
+    def cleanup_graph(self, step_id):
+        self._call("CleanupGraph", pb.CleanupGraphRequest(step_id=step_id), SETUP_TIMEOUT_SECONDS)
+
+    def fetch(self, key, step_id, deliver):
+        """Starts RecvTensor for `key`; calls `deliver(value, error)` once; returns `cancel(error)`."""
+        future = self._stub.RecvTensor.future(pb.RecvTensorRequest(step_id=step_id, rendezvous_key=key))
+        cancelled = []
+
+        def done(f):
+            if cancelled:
+                deliver(None, cancelled[0])
+                return
+            try:
+                _, value = tensor_codec.from_named_tensor(f.result().tensor)
+            except grpc.RpcError as e:
+                error = op_error(e, f"task {self.task_name} at {self.address}, RecvTensor {key!r}")
+                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
+                    error = errors.UnavailableError(None, None, f"Task {self.task_name} is unreachable or failed: "
+                                                    f"{error.message}")
+                deliver(None, error)
+            except grpc.FutureCancelledError:
+                deliver(None, errors.CancelledError(None, None, f"Receive of {key!r} was cancelled"))
+            except ValueError as e:
+                deliver(None, errors.DataLossError(None, None, f"Bad tensor from task {self.task_name}: {e}"))
+            else:
+                deliver(value, None)
+
+        def cancel(error):
+            cancelled.append(error)
+            future.cancel()  # a finished call is delivered as is; `deliver` runs once either way
+        future.add_done_callback(done)
+        return cancel
+
+    def close(self):
+        self._channel.close()
+
+
+class LocalWorkerClient:
+    """The server's own `Worker` as the master sees it: steps use the task's step rendezvous."""
+
+    def __init__(self, worker, table):
+        self._worker = worker
+        self._table = table
+        self.task_name = worker.task_name
+
+    def __getattr__(self, name):
+        return getattr(self._worker, name)
+
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None):
+        return run_graph_on_table(self._worker, self._table, graph_handle, step_id, sends, recv_keys, timeout)
+
+    def cleanup_graph(self, step_id):
+        self._worker.cleanup_graph(step_id)
+        self._table.cleanup(step_id)
+
+
+class AbortForwardingWorker:
+    """Wraps a worker client so that a failed step is cleaned up on every task at once: a peer
+    waiting on a tensor of the failed task stops instead of holding the step (and the master)."""
+
+    def __init__(self, client, peers):
+        self._client = client
+        self._peers = peers  # {task name: client}, filled once all are made
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None):
+        try:
+            return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout)
+        except BaseException:
+            for peer in self._peers.values():
+                threading.Thread(target=_quiet_cleanup, args=(peer, step_id), daemon=True).start()
+            raise
+
+
+def _quiet_cleanup(client, step_id):
+    with contextlib.suppress(Exception):  # best effort; the step's own error is reported
+        client.cleanup_graph(step_id)
+
+
+class NullStepRendezvous:
+    """The master's per-step rendezvous when every task owns its own (nothing passes through it;
+    aborts reach the tasks through `AbortForwardingWorker` and CleanupGraph)."""
+
+    def send(self, key, value):
+        raise errors.InternalError(None, None, f"Tensor {key!r} was sent through the master's rendezvous")
+
+    def recv_async(self, key, callback):
+        callback(None, errors.InternalError(None, None, f"Tensor {key!r} was awaited at the master"))
+
+    def recv(self, key, timeout=None):
+        raise errors.InternalError(None, None, f"Tensor {key!r} was awaited at the master")
+
+    def abort(self, error):
+        pass
+
+    def pending_keys(self):
+        return [], []
+
+
+# -- client session --------------------------------------------------------------------------------
+
+class GrpcSessionRuntime:
+    """The client side of `tf.Session("grpc://host:port")`, with the `LocalRuntime` interface:
+    the graph goes to that task's Master service, and grows there when the client graph grows."""
+
+    def __init__(self, target, graph, config):
+        self.graph = graph
+        self.config = config_lib.as_config(config)
+        self.address = target[len("grpc://"):]
+        self._channel = make_channel(self.address, grpc_auth.token_from(self.config))
+        self._stub = pb_grpc.MasterStub(self._channel)
+        self._extended_at = _graph_size(graph)
+        r = self._call("CreateSession", pb.CreateSessionRequest(
+            graph_def=graph.as_graph_def().SerializeToString(),
+            config=self.config.proto.SerializeToString(), target=target), SETUP_TIMEOUT_SECONDS)
+        self.handle, self._version = r.session_handle, r.graph_version
+
+    def _call(self, method, request, timeout):
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise op_error(e, f"master at {self.address}, {method}") from None
+
+    def run(self, feeds, feed_values, fetches, targets, options, run_metadata):
+        if _graph_size(self.graph) != self._extended_at:
+            self._extended_at = _graph_size(self.graph)
+            r = self._call("ExtendSession", pb.ExtendSessionRequest(
+                session_handle=self.handle, graph_def=self.graph.as_graph_def().SerializeToString(),
+                current_graph_version=self._version), SETUP_TIMEOUT_SECONDS)
+            self._version = r.new_graph_version
+        names = [t.name for t in fetches]
+        request = pb.RunStepRequest(
+            session_handle=self.handle,
+            feeds=[tensor_codec.to_named_tensor(t.name, v) for t, v in zip(feeds, feed_values, strict=True)],
+            fetches=list(dict.fromkeys(names)), targets=[op.name for op in targets],
+            options=options.SerializeToString() if options is not None else b"")
+        r = self._call("RunStep", request, step_timeout(options, self.config))
+        out = _decode_tensors(r.tensors)
+        return [out[n] for n in names]
+
+    def close(self):
+        try:
+            self._call("CloseSession", pb.CloseSessionRequest(session_handle=self.handle), SETUP_TIMEOUT_SECONDS)
+        finally:
+            self._channel.close()
+
+
+def _graph_size(graph):
+    return (len(graph.get_operations()), graph._mutation_version)

@@ -1,0 +1,179 @@
+"""`tf.train.Server` over gRPC on 127.0.0.1: a PS task and a worker task train a model that
+matches a single-process run exactly, a second client sees the PS variables, a wrong or missing
+cluster token is refused (UNAUTHENTICATED) while the server keeps serving, and a PS in another
+process serves the same way."""
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import tensorweave as tf
+from tensorweave.distributed.cluster import ClusterSpec, free_ports
+from tensorweave.framework import errors
+
+TOKEN = "test-cluster-secret"
+XV = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
+YV = np.random.default_rng(2).standard_normal((6, 1)).astype(np.float32)
+STEP_MS = 30_000  # every step in these tests carries a deadline
+
+
+def _cluster():
+    ps, worker = free_ports(2)
+    return ClusterSpec({"ps": [f"127.0.0.1:{ps}"], "worker": [f"127.0.0.1:{worker}"]})
+
+
+def _config(token=TOKEN):
+    return tf.ConfigProto(cluster_token=token, operation_timeout_in_ms=STEP_MS)
+
+
+def _linear_model(device_fn):
+    rng = np.random.default_rng(0)
+    with tf.device(device_fn):
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        y = tf.placeholder(tf.float32, [None, 1], name="y")
+        w = tf.Variable(rng.standard_normal((4, 1)).astype(np.float32), name="w")
+        b = tf.Variable(np.zeros(1, np.float32), name="b")
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w) + b - y), name="loss")
+        train = tf.train.GradientDescentOptimizer(0.1).minimize(loss, name="train")
+    return w, b, loss, train
+
+
+def _single_process(steps=3):
+    with tf.Graph().as_default():
+        w, b, loss, train = _linear_model(None)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            losses = [sess.run([loss, train], {"x:0": XV, "y:0": YV})[0] for _ in range(steps)]
+            return losses, sess.run([w, b])
+
+
+def _train_and_check(cluster, target):
+    expected_losses, expected_weights = _single_process()
+    with tf.Graph().as_default() as g:
+        w, b, loss, train = _linear_model(tf.train.replica_device_setter(cluster=cluster))
+        init = tf.global_variables_initializer()
+    assert w.op.device.startswith("/job:ps")
+    with tf.Session(target, graph=g, config=_config()) as sess:
+        sess.run(init)
+        losses = [sess.run([loss, train], {"x:0": XV, "y:0": YV})[0] for _ in range(3)]
+        weights = sess.run([w, b])
+        with g.as_default():
+            doubled = w * 2.0  # added after the session started: the session is extended
+        np.testing.assert_array_equal(sess.run(doubled), expected_weights[0] * 2.0)
+    for a, e in zip(losses + weights, expected_losses + expected_weights, strict=True):
+        np.testing.assert_array_equal(a, e)
+    assert losses[0] != losses[2]
+
+    # A second client session reads the trained PS variables without initializing them.
+    with tf.Session(target, graph=g, config=_config()) as other:
+        got = other.run([w, b])
+    for a, e in zip(got, expected_weights, strict=True):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_ps_and_worker_servers_train_like_one_process_and_share_variables():
+    cluster = _cluster()
+    servers = []
+    try:
+        servers.append(tf.train.Server(cluster, "ps", 0, config=_config()))
+        worker = tf.train.Server(cluster, "worker", 0, config=_config())
+        servers.append(worker)
+        assert worker.target == f"grpc://{cluster.task_address('worker', 0)}"
+        _train_and_check(cluster, worker.target)
+        # Closed sessions released their graphs on both tasks; no step rendezvous is left over.
+        for s in servers:
+            assert s.worker.graph_handles() == []
+            assert s.rendezvous.steps() == []
+    finally:
+        for s in servers:
+            s.stop()
+
+
+@pytest.mark.parametrize("token", ["wrong-secret", None])
+def test_wrong_or_missing_token_is_unauthenticated_and_the_server_keeps_serving(token, monkeypatch):
+    monkeypatch.delenv("TENSORWEAVE_CLUSTER_TOKEN", raising=False)
+    monkeypatch.delenv("TENSORWEAVE_CLUSTER_TOKEN_FILE", raising=False)
+    cluster = ClusterSpec({"worker": [f"127.0.0.1:{free_ports(1)[0]}"]})
+    server = tf.train.Server(cluster, "worker", 0, config=_config())
+    try:
+        with tf.Graph().as_default() as g:
+            c = tf.constant(3.0, name="c")
+        with pytest.raises(errors.UnauthenticatedError):
+            tf.Session(server.target, graph=g, config=_config(token))
+        with tf.Session(server.target, graph=g, config=_config()) as sess:
+            assert sess.run(c) == 3.0
+    finally:
+        server.stop()
+
+
+def test_without_a_token_the_server_binds_loopback_and_serves():
+    cluster = ClusterSpec({"worker": [f"localhost:{free_ports(1)[0]}"]})
+    server = tf.train.Server(cluster, "worker", 0, config=tf.ConfigProto(operation_timeout_in_ms=STEP_MS))
+    try:
+        with tf.Graph().as_default() as g:
+            c = tf.add(tf.constant(1.0), 2.0, name="c")
+        target = "grpc://127.0.0.1:" + cluster.task_address("worker", 0).rsplit(":", 1)[1]
+        with tf.Session(target, graph=g, config=tf.ConfigProto(operation_timeout_in_ms=STEP_MS)) as sess:
+            assert sess.run(c) == 3.0
+    finally:
+        server.stop()
+
+
+def test_failing_op_on_the_ps_fails_the_step_and_the_next_step_works():
+    cluster = _cluster()
+    servers = []
+    try:
+        servers.append(tf.train.Server(cluster, "ps", 0, config=_config()))
+        servers.append(tf.train.Server(cluster, "worker", 0, config=_config()))
+        with tf.Graph().as_default() as g:
+            with tf.device("/job:worker/task:0"):
+                a = tf.placeholder(tf.float32, [None], name="a")
+            with tf.device("/job:ps/task:0"):
+                bad = tf.reshape(a * 2.0, [3], name="bad")
+            with tf.device("/job:worker/task:0"):
+                c = tf.add(bad, 1.0, name="c")  # waits for the PS's tensor
+        with tf.Session(servers[1].target, graph=g, config=_config()) as sess:
+            with pytest.raises(errors.InvalidArgumentError, match="bad"):
+                sess.run(c, {a: np.ones(4, np.float32)})
+            np.testing.assert_array_equal(sess.run(c, {a: np.ones(3, np.float32)}), [3.0, 3.0, 3.0])
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_ps_in_another_process():
+    cluster = _cluster()
+    script = textwrap.dedent(f"""
+        import tensorweave as tf
+        cluster = tf.train.ClusterSpec({cluster.as_dict()!r})
+        tf.train.Server(cluster, "ps", 0, config=tf.ConfigProto(cluster_token={TOKEN!r})).join()
+    """)
+    ps = subprocess.Popen([sys.executable, "-c", script])
+    worker = None
+    try:
+        worker = tf.train.Server(cluster, "worker", 0, config=_config())
+        _wait_serving(cluster.task_address("ps", 0), deadline=time.monotonic() + 60)
+        _train_and_check(cluster, worker.target)
+    finally:
+        if worker is not None:
+            worker.stop()
+        ps.kill()
+        ps.wait(timeout=30)
+
+
+def _wait_serving(address, deadline):
+    import grpc
+    while True:
+        channel = grpc.insecure_channel(address)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=1.0)
+            return
+        except grpc.FutureTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            channel.close()
