@@ -81,9 +81,13 @@ class Server:
                                              self._server)
         host, port = _split_host_port(self.address)
         if token is None:
-            _log.warning("No cluster token configured: task %s serves on 127.0.0.1:%s only (set "
-                         "ConfigProto.cluster_token or $%s to serve on %s)", self.task_name, port,
-                         grpc_auth.TOKEN_ENV, self.address)
+            if host not in ("127.0.0.1", "localhost"):
+                _log.warning("No cluster token configured: task %s serves on 127.0.0.1:%s only (set "
+                             "ConfigProto.cluster_token or $%s to serve on %s)", self.task_name, port,
+                             grpc_auth.TOKEN_ENV, self.address)
+            else:
+                _log.info("No cluster token configured: task %s accepts unauthenticated calls on loopback "
+                          "only", self.task_name)
             bind = f"127.0.0.1:{port}"
         else:
             bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
