@@ -1,7 +1,16 @@
-"""The `tensorweave` command."""
+"""The `tensorweave` command: `tensorweave server ...` runs one task of a cluster, `tensorweave
+launch ...` runs a script once per task of a local cluster (see `distributed.launcher`)."""
 
 import argparse
+import contextlib
+import secrets
+import signal
+import sys
+import time
 from importlib import metadata
+
+# Bad command-line input or configuration, as argparse reports it.
+_USAGE_ERROR = 2
 
 
 def _version():
@@ -11,13 +20,135 @@ def _version():
         return "unknown (not installed)"
 
 
-def main(argv=None):
-    """Parses the command line and runs the requested subcommand; returns the exit status."""
+class _Signalled(Exception):
+    def __init__(self, signum):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """Within the block, SIGINT and SIGTERM raise `_Signalled` in the main thread; once one has,
+    further ones are ignored until the block ends (so children are stopped in peace)."""
+    def handler(signum, frame):
+        for s in signums:
+            signal.signal(s, signal.SIG_IGN)
+        raise _Signalled(signum)
+
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _fail(command, message, status=_USAGE_ERROR):
+    print(f"tensorweave {command}: error: {message}", file=sys.stderr)
+    return status
+
+
+def _read_token(path):
+    from tensorweave.distributed.transport import grpc_auth
+    return grpc_auth.token_from(token_file=path)
+
+
+def _server(args):
+    from tensorweave.distributed.cluster import load_cluster_file
+    from tensorweave.distributed.server import Server
+    from tensorweave.framework import errors
+    from tensorweave.runtime.config import ConfigProto
+
+    try:
+        cluster, task = load_cluster_file(args.cluster)
+        job = args.job if args.job is not None else (task[0] if task else None)
+        index = args.task if args.task is not None else (task[1] if task and args.job in (None, task[0]) else 0)
+        token = _read_token(args.token_file) if args.token_file else None
+        config = ConfigProto(cluster_token=token) if token is not None else None
+        server = Server(cluster, job, index, config=config)
+    except (OSError, ValueError, TypeError) as e:
+        return _fail("server", e)
+    except errors.UnavailableError as e:
+        return _fail("server", e.message, status=1)
+    try:
+        with _signals_raise():
+            try:
+                print(f"tensorweave server: task {server.task_name} serving at {server.target}", flush=True)
+                while True:
+                    time.sleep(3600)  # until a signal handler raises
+            except _Signalled as e:
+                print(f"tensorweave server: stopping on signal {e.signum}", flush=True)
+            finally:
+                server.stop()
+    except _Signalled:  # a second signal while stopping
+        pass
+    return 0
+
+
+def _launch(args):
+    from tensorweave.distributed.launcher import Launch
+
+    try:
+        token = _read_token(args.token_file) if args.token_file else secrets.token_hex(32)
+        launch = Launch(args.script, args.args, ps=args.ps, workers=args.workers, token=token,
+                        keep_going=args.keep_going)
+    except (OSError, ValueError) as e:
+        return _fail("launch", e)
+    try:
+        with _signals_raise():
+            try:
+                launch.start()
+                return launch.wait()
+            except _Signalled as e:
+                return 128 + e.signum
+            except OSError as e:  # the interpreter or script cannot be started
+                return _fail("launch", e, status=1)
+            finally:
+                launch.stop()
+    except _Signalled as e:  # arrived while stopping; stop() has still run to its end
+        return 128 + e.signum
+
+
+def _parser():
     parser = argparse.ArgumentParser(prog="tensorweave", description="TensorWeave command-line tools.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    server = commands.add_parser("server", help="run one task of a cluster (tf.train.Server) until "
+                                 "SIGTERM or Ctrl-C")
+    server.add_argument("--cluster", required=True, metavar="FILE",
+                        help="JSON file: a ClusterSpec dict or a TF_CONFIG-shaped dict")
+    server.add_argument("--job", help="job name (default: the cluster file's task, or its only job)")
+    server.add_argument("--task", type=int, help="task index (default: the cluster file's task, or 0)")
+    server.add_argument("--token-file", metavar="FILE", help="cluster token file (default: "
+                        "$TENSORWEAVE_CLUSTER_TOKEN or $TENSORWEAVE_CLUSTER_TOKEN_FILE)")
+    server.set_defaults(run=_server)
+
+    launch = commands.add_parser("launch", help="run a script once per task of a local cluster",
+                                 description="Runs SCRIPT with TF_CONFIG and TENSORWEAVE_CLUSTER_TOKEN "
+                                 "set, once per task; arguments may use {job}, {task}, {ps_hosts} and "
+                                 "{worker_hosts}.")
+    launch.add_argument("--ps", type=int, default=1, help="number of PS tasks (default 1)")
+    launch.add_argument("--workers", type=int, default=1, help="number of worker tasks (default 1)")
+    launch.add_argument("--token-file", metavar="FILE",
+                        help="cluster token file (default: a new random token)")
+    launch.add_argument("--keep-going", action="store_true",
+                        help="when a task fails, let the remaining workers finish; exit non-zero at the end")
+    launch.add_argument("script")
+    launch.add_argument("args", nargs=argparse.REMAINDER)
+    launch.set_defaults(run=_launch)
+    return parser
+
+
+def main(argv=None):
+    """Parses the command line and runs the requested subcommand; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,170 @@
+"""`tensorweave launch`: runs one process per task of a local cluster, like `torchrun`.
+
+Every task runs the same script with `TF_CONFIG` naming its task and `TENSORWEAVE_CLUSTER_TOKEN`
+holding the cluster's secret. Arguments may name the task: "{job}", "{task}", "{ps_hosts}" and
+"{worker_hosts}" are replaced (by plain substitution, so other braces, e.g. JSON, pass through).
+Each child's output lines are prefixed with its task, "[worker:1] ".
+
+The launch succeeds when every worker exits 0; parameter servers block in `server.join()`, so
+they are terminated then. A task that fails ends the launch with its exit status, after the other
+tasks are terminated (unless `keep_going`: then the remaining workers run to their end).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from tensorweave.distributed.cluster import local_cluster_spec
+from tensorweave.distributed.transport import grpc_auth
+
+_POLL_S = 0.05
+DEFAULT_STOP_TIMEOUT_S = 10.0
+
+
+def exit_status(returncode):
+    """A child's `returncode` as a shell exit status: killed by signal N becomes 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def template_args(args, job, task, ps_hosts, worker_hosts):
+    """`args` with "{job}", "{task}", "{ps_hosts}" and "{worker_hosts}" replaced in each."""
+    values = {"{job}": job, "{task}": str(task), "{ps_hosts}": ",".join(ps_hosts),
+              "{worker_hosts}": ",".join(worker_hosts)}
+    out = []
+    for arg in args:
+        for key, value in values.items():
+            arg = arg.replace(key, value)
+        out.append(arg)
+    return out
+
+
+class _Task:
+    """One child process and the threads copying its output."""
+
+    def __init__(self, job, index, process, readers):
+        self.job, self.index, self.process, self.readers = job, index, process, readers
+
+    @property
+    def name(self):
+        return f"{self.job}:{self.index}"
+
+
+class Launch:
+    """Runs `script args...` once per task of a cluster of `ps` PS and `workers` worker tasks on
+    free ports of `host`: `start()`, then `wait()` for the exit status; `stop()` terminates every
+    child that is still running (also safe after `wait`)."""
+
+    def __init__(self, script, args=(), *, ps=1, workers=1, token=None, keep_going=False,
+                 host="127.0.0.1", python=sys.executable, stdout=None, stderr=None,
+                 stop_timeout=DEFAULT_STOP_TIMEOUT_S):
+        if workers < 1:
+            raise ValueError(f"A launch needs at least one worker, got {workers}")
+        if ps < 0:
+            raise ValueError(f"The number of PS tasks must not be negative, got {ps}")
+        self.script, self.args = os.fspath(script), list(args)
+        self.ps, self.workers = ps, workers
+        if token is not None and not str(token).strip():
+            raise ValueError("An empty cluster token is not a secret; give a non-empty token")
+        self.token = None if token is None else str(token).strip()
+        self.keep_going, self.host, self.python = keep_going, host, python
+        self.stop_timeout = stop_timeout
+        self._out = {"stdout": stdout or sys.stdout, "stderr": stderr or sys.stderr}
+        self._write_lock = threading.Lock()
+        self.cluster = None
+        self.tasks = []
+
+    def start(self):
+        """Picks the ports and starts every task (PS first); returns self."""
+        if self.tasks:
+            raise RuntimeError("This launch was already started")
+        self.cluster = local_cluster_spec(self.ps, self.workers, self.host)
+        hosts = self.cluster.as_dict()
+        ps_hosts, worker_hosts = hosts.get("ps", []), hosts["worker"]
+        try:
+            for job in self.cluster.jobs:
+                for index in self.cluster.task_indices(job):
+                    args = template_args(self.args, job, index, ps_hosts, worker_hosts)
+                    self.tasks.append(self._spawn(job, index, args, hosts))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, job, index, args, hosts):
+        env = dict(os.environ)
+        env["TF_CONFIG"] = json.dumps({"cluster": hosts, "task": {"type": job, "index": index}})
+        env["PYTHONUNBUFFERED"] = "1"  # so lines stream as they are printed
+        if self.token is not None:
+            env[grpc_auth.TOKEN_ENV] = self.token
+        process = subprocess.Popen([self.python, self.script, *args], env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        prefix = f"[{job}:{index}] "
+        readers = [threading.Thread(target=self._copy_lines, args=(pipe, prefix, self._out[stream]),
+                                    name=f"tensorweave-launch-{job}-{index}-{stream}", daemon=True)
+                   for stream, pipe in (("stdout", process.stdout), ("stderr", process.stderr))]
+        for reader in readers:
+            reader.start()
+        return _Task(job, index, process, readers)
+
+    def _copy_lines(self, pipe, prefix, out):
+        with pipe:
+            for line in iter(pipe.readline, b""):
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                with self._write_lock:
+                    out.write(prefix + text + "\n")
+                    out.flush()
+
+    def wait(self, timeout=None):
+        """Waits for the launch to end and returns its exit status: 0 when every worker exited 0,
+        else the status of the first task that failed. Other tasks are terminated before it
+        returns. Raises TimeoutError (children left running) after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failed = None
+        while True:
+            for task in self.tasks:
+                code = task.process.poll()
+                if code is not None and code != 0 and failed is None:
+                    failed = exit_status(code)
+                    self._report(f"{task.name} exited with status {failed}")
+                    if not self.keep_going:
+                        self.stop()
+                        return failed
+            workers = [t for t in self.tasks if t.job == "worker"]
+            if all(t.process.poll() is not None for t in workers):
+                self.stop()
+                return failed or 0
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"The launch did not end within {timeout} seconds")
+            time.sleep(_POLL_S)
+
+    def stop(self):
+        """Terminates every task still running: SIGTERM, then SIGKILL after `stop_timeout`."""
+        running = [t for t in self.tasks if t.process.poll() is None]
+        for task in running:
+            _signal(task.process, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for task in running:
+            try:
+                task.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal(task.process, signal.SIGKILL)
+                task.process.wait()
+        for task in self.tasks:
+            for reader in task.readers:
+                reader.join(self.stop_timeout)
+
+    def _report(self, message):
+        with self._write_lock:
+            self._out["stderr"].write(f"tensorweave launch: {message}\n")
+            self._out["stderr"].flush()
+
+
+def _signal(process, signum):
+    try:
+        process.send_signal(signum)
+    except ProcessLookupError:  # exited since it was polled
+        pass
