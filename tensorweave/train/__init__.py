@@ -19,6 +19,7 @@ _TABLE = {
     **_names("learning_rate_decay", "exponential_decay piecewise_constant inverse_time_decay "
              "polynomial_decay natural_exp_decay"),
     **_names("coordinator", "Coordinator"),
+    "Supervisor": "tensorweave.train.supervisor:Supervisor",
     **_names("device_setter", "replica_device_setter GreedyLoadBalancingStrategy byte_size_load_fn"),
     "ClusterSpec": "tensorweave.distributed.cluster:ClusterSpec",
     "Server": "tensorweave.distributed.server:Server",
