@@ -19,6 +19,7 @@ once (`Worker.run_graph`, one thread per task), all sharing the step's rendezvou
 
 import contextlib
 import itertools
+import logging
 import secrets
 import threading
 
@@ -37,6 +38,8 @@ from tensorweave.runtime.placement import place
 from tensorweave.runtime.plan import prune
 from tensorweave.runtime.rendezvous import LocalRendezvous
 from tensorweave.runtime.session import step_timeout
+
+_log = logging.getLogger("tensorweave")
 
 _STEP_ID_MASK = (1 << 63) - 1  # step ids travel in signed int64 fields
 
@@ -179,9 +182,12 @@ class Master:
             return
         session._signatures.clear()
         first_error = None
-        for worker in self.workers.values():
+        for task, worker in self.workers.items():
             try:
                 worker.close_session(handle)
+            except (errors.UnavailableError, errors.AbortedError) as e:
+                # A task that died or restarted holds nothing of this session any more.
+                _log.warning("Closing session %s: task %s is gone (%s)", handle, task, e.message)
             except Exception as e:  # noqa: BLE001 - release on the other workers anyway
                 first_error = first_error or e
         if first_error is not None:

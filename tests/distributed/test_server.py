@@ -177,3 +177,38 @@ def _wait_serving(address, deadline):
                 raise
         finally:
             channel.close()
+
+
+def test_a_killed_ps_fails_the_next_step_naming_it_and_the_session_still_closes():
+    cluster = _cluster()
+    script = textwrap.dedent(f"""
+        import tensorweave as tf
+        cluster = tf.train.ClusterSpec({cluster.as_dict()!r})
+        tf.train.Server(cluster, "ps", 0, config=tf.ConfigProto(cluster_token={TOKEN!r})).join()
+    """)
+    ps = subprocess.Popen([sys.executable, "-c", script])
+    worker = None
+    try:
+        worker = tf.train.Server(cluster, "worker", 0, config=_config())
+        _wait_serving(cluster.task_address("ps", 0), deadline=time.monotonic() + 60)
+        with tf.Graph().as_default():
+            w, b, loss, train = _linear_model(tf.train.replica_device_setter(
+                worker_device="/job:worker/task:0", cluster=cluster))
+            feed = {"x:0": XV, "y:0": YV}
+            sess = tf.Session(worker.target, config=_config())
+            try:
+                sess.run(tf.global_variables_initializer())
+                sess.run(train, feed)
+                ps.kill()
+                ps.wait(timeout=30)
+                started = time.monotonic()
+                with pytest.raises(tf.errors.UnavailableError, match="job:ps"):
+                    sess.run(train, feed, options=tf.RunOptions(timeout_in_ms=10_000))
+                assert time.monotonic() - started < 10
+            finally:
+                sess.close()  # a dead task holds nothing of the session: closing does not fail
+    finally:
+        if worker is not None:
+            worker.stop()
+        ps.kill()
+        ps.wait(timeout=30)
