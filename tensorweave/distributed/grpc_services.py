@@ -15,9 +15,9 @@ import contextlib
 import threading
 
 import grpc
-from tensorboard.compat.proto import config_pb2
+from tensorboard.compat.proto import config_pb2, step_stats_pb2
 
-from tensorweave.distributed import tensor_codec
+from tensorweave.distributed import compression, tensor_codec
 from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
 from tensorweave.distributed.protocol import tensorweave_service_pb2_grpc as pb_grpc
 from tensorweave.distributed.transport import grpc_auth
@@ -69,10 +69,12 @@ def make_channel(address, token=None):
     return grpc_auth.intercept_channel(channel, token) if token is not None else channel
 
 
-def _run_options(timeout):
+def _run_options(timeout, trace=False):
     options = config_pb2.RunOptions()
     if timeout is not None:
         options.timeout_in_ms = max(1, int(timeout * 1000))
+    if trace:
+        options.trace_level = config_pb2.RunOptions.FULL_TRACE
     return options
 
 
@@ -93,7 +95,7 @@ class MasterServicer(pb_grpc.MasterServicer):
     @_serve
     def CreateSession(self, request, context):
         config = config_pb2.ConfigProto()
-        config.ParseFromString(request.config)
+        config.ParseFromString(request.config)  # may carry transfer_encoding (tensor_codec.config_to_wire)
         handle = self._master.create_session(request.graph_def, config)
         with self._lock:
             self._versions[handle] = 0
@@ -119,9 +121,11 @@ class MasterServicer(pb_grpc.MasterServicer):
         options = config_pb2.RunOptions()
         options.ParseFromString(request.options)
         feeds = _decode_tensors(request.feeds)
+        metadata = config_pb2.RunMetadata() if options.trace_level == config_pb2.RunOptions.FULL_TRACE else None
         out = self._master.run(request.session_handle, feeds, list(request.fetches), list(request.targets),
-                               options)
-        return pb.RunStepResponse(tensors=[tensor_codec.to_named_tensor(n, out[n]) for n in request.fetches])
+                               options, metadata)
+        return pb.RunStepResponse(tensors=[tensor_codec.to_named_tensor(n, out[n]) for n in request.fetches],
+                                  metadata=metadata.SerializeToString() if metadata is not None else b"")
 
     @_serve
     def CloseSession(self, request, context):
@@ -169,9 +173,11 @@ class WorkerServicer(pb_grpc.WorkerServicer):
         options.ParseFromString(request.options)
         timeout = options.timeout_in_ms / 1000.0 if options.timeout_in_ms > 0 else None
         sends = _decode_tensors(request.sends)
+        stats = step_stats_pb2.StepStats() if options.trace_level == config_pb2.RunOptions.FULL_TRACE else None
         out = run_graph_on_table(self._worker, self._table, request.graph_handle, request.step_id, sends,
-                                 list(request.recv_keys), timeout)
-        return pb.RunGraphResponse(recvs=[tensor_codec.to_named_tensor(k, out[k]) for k in request.recv_keys])
+                                 list(request.recv_keys), timeout, stats)
+        return pb.RunGraphResponse(recvs=[tensor_codec.to_named_tensor(k, out[k]) for k in request.recv_keys],
+                                   step_stats=stats.SerializeToString() if stats is not None else b"")
 
     @_serve
     def CleanupGraph(self, request, context):
@@ -192,18 +198,23 @@ class WorkerServicer(pb_grpc.WorkerServicer):
         value, error = box[0]
         if error is not None:
             raise error
-        return pb.RecvTensorResponse(tensor=tensor_codec.to_named_tensor(request.rendezvous_key, value))
+        # The consumer's session encoding; float32 tensors only (others travel under "none").
+        encoding = compression.check_encoding(request.encoding or "none")
+        return pb.RecvTensorResponse(tensor=tensor_codec.to_named_tensor(request.rendezvous_key, value, encoding))
 
     @_serve
     def Health(self, request, context):
         return pb.HealthResponse(incarnation=self._worker.get_status().incarnation)
 
 
-def run_graph_on_table(worker, table, graph_handle, step_id, sends, recv_keys, timeout):
+def run_graph_on_table(worker, table, graph_handle, step_id, sends, recv_keys, timeout, step_stats=None):
     """`worker.run_graph` with the task's own rendezvous of the step (from `table`)."""
     rendezvous = table.begin_step(step_id)
     try:
-        return worker.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout=timeout)
+        if step_stats is None:
+            return worker.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout=timeout)
+        return worker.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout=timeout,
+                                step_stats=step_stats)
     finally:
         table.end_step(step_id)
 
@@ -232,8 +243,7 @@ class GrpcWorkerClient:
                             tuple(d.device_type for d in r.device_attributes), r.incarnation)
 
     def register_graph(self, session_handle, graph_def_bytes, config=None):
-        config = config if isinstance(config, (bytes, type(None))) else config_lib.as_config(config).proto \
-            .SerializeToString()
+        config = config if isinstance(config, (bytes, type(None))) else tensor_codec.config_to_wire(config)
         r = self._call("RegisterGraph", pb.RegisterGraphRequest(session_handle=session_handle,
                                                                 graph_def=graph_def_bytes, config=config or b""),
                        SETUP_TIMEOUT_SECONDS)
@@ -259,21 +269,27 @@ class GrpcWorkerClient:
                 pass
         return len(handles)
 
-    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None):
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
         # `rendezvous` is the master's view; the remote task uses its own step rendezvous.
         request = pb.RunGraphRequest(graph_handle=graph_handle, step_id=step_id,
                                      sends=[tensor_codec.to_named_tensor(k, v) for k, v in sends.items()],
                                      recv_keys=list(recv_keys),
-                                     options=_run_options(timeout).SerializeToString())
+                                     options=_run_options(timeout, step_stats is not None).SerializeToString())
         r = self._call("RunGraph", request, timeout)
+        if step_stats is not None and r.step_stats:
+            stats = step_stats_pb2.StepStats()
+            stats.ParseFromString(r.step_stats)
+            tensor_codec.merge_step_stats(step_stats, stats)
         return _decode_tensors(r.recvs)
 
     def cleanup_graph(self, step_id):
         self._call("CleanupGraph", pb.CleanupGraphRequest(step_id=step_id), SETUP_TIMEOUT_SECONDS)
 
-    def fetch(self, key, step_id, deliver):
-        """Starts RecvTensor for `key`; calls `deliver(value, error)` once; returns `cancel(error)`."""
-        future = self._stub.RecvTensor.future(pb.RecvTensorRequest(step_id=step_id, rendezvous_key=key))
+    def fetch(self, key, step_id, deliver, encoding="none"):
+        """Starts RecvTensor for `key`, asking for `encoding`; calls `deliver(value, error, wire_bytes,
+        wire_encoding)` once (the last two only for a tensor received); returns `cancel(error)`."""
+        future = self._stub.RecvTensor.future(pb.RecvTensorRequest(step_id=step_id, rendezvous_key=key,
+                                                                   encoding=encoding))
         cancelled = []
 
         def done(f):
@@ -281,7 +297,8 @@ class GrpcWorkerClient:
                 deliver(None, cancelled[0])
                 return
             try:
-                _, value = tensor_codec.from_named_tensor(f.result().tensor)
+                tensor = f.result().tensor
+                _, value = tensor_codec.from_named_tensor(tensor)
             except grpc.RpcError as e:
                 error = op_error(e, f"task {self.task_name} at {self.address}, RecvTensor {key!r}")
                 if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
@@ -293,7 +310,7 @@ class GrpcWorkerClient:
             except ValueError as e:
                 deliver(None, errors.DataLossError(None, None, f"Bad tensor from task {self.task_name}: {e}"))
             else:
-                deliver(value, None)
+                deliver(value, None, len(tensor.content), tensor.encoding or "none")
 
         def cancel(error):
             cancelled.append(error)
@@ -316,8 +333,9 @@ class LocalWorkerClient:
     def __getattr__(self, name):
         return getattr(self._worker, name)
 
-    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None):
-        return run_graph_on_table(self._worker, self._table, graph_handle, step_id, sends, recv_keys, timeout)
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
+        return run_graph_on_table(self._worker, self._table, graph_handle, step_id, sends, recv_keys, timeout,
+                                  step_stats)
 
     def cleanup_graph(self, step_id):
         self._worker.cleanup_graph(step_id)
@@ -335,9 +353,11 @@ class AbortForwardingWorker:
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None):
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
         try:
-            return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout)
+            if step_stats is None:
+                return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout)
+            return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout, step_stats)
         except BaseException:
             for peer in self._peers.values():
                 threading.Thread(target=_quiet_cleanup, args=(peer, step_id), daemon=True).start()
@@ -384,7 +404,7 @@ class GrpcSessionRuntime:
         self._extended_at = _graph_size(graph)
         r = self._call("CreateSession", pb.CreateSessionRequest(
             graph_def=graph.as_graph_def().SerializeToString(),
-            config=self.config.proto.SerializeToString(), target=target), SETUP_TIMEOUT_SECONDS)
+            config=tensor_codec.config_to_wire(self.config), target=target), SETUP_TIMEOUT_SECONDS)
         self.handle, self._version = r.session_handle, r.graph_version
 
     def _call(self, method, request, timeout):
@@ -407,6 +427,8 @@ class GrpcSessionRuntime:
             fetches=list(dict.fromkeys(names)), targets=[op.name for op in targets],
             options=options.SerializeToString() if options is not None else b"")
         r = self._call("RunStep", request, step_timeout(options, self.config))
+        if run_metadata is not None and r.metadata:
+            run_metadata.MergeFromString(r.metadata)  # step_stats of a FULL_TRACE step
         out = _decode_tensors(r.tensors)
         return [out[n] for n in names]
 

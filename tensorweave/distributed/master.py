@@ -23,8 +23,9 @@ import logging
 import secrets
 import threading
 
-from tensorboard.compat.proto import graph_pb2
+from tensorboard.compat.proto import config_pb2, graph_pb2, step_stats_pb2
 
+from tensorweave.distributed import tensor_codec
 from tensorweave.distributed.cluster import ClusterSpec
 from tensorweave.framework import errors
 from tensorweave.framework.device_spec import DeviceSpec
@@ -139,7 +140,7 @@ class Master:
     def create_session(self, graph_def_bytes, config=None):
         """Imports the client's graph (a serialized GraphDef) and returns a session handle. Asks
         every worker for its devices and incarnation now, so a later restart fails fast."""
-        config = config_lib.as_config(config) if config is not None else self.config
+        config = tensor_codec.config_from_wire(config) if config is not None else self.config
         devices, incarnations = {}, {}
         for task, worker in self.workers.items():
             status = worker.get_status()
@@ -199,22 +200,29 @@ class Master:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def run(self, handle, feeds, fetches, targets=(), options=None):
+    def run(self, handle, feeds, fetches, targets=(), options=None, run_metadata=None):
         """Runs one step of session `handle`: `feeds` maps tensor names to arrays, `fetches` are
         tensor names, `targets` op names. Returns `{fetch name: array}`; a failing op on any
-        task fails the step with that op's error, naming the task."""
+        task fails the step with that op's error, naming the task. With
+        `options.trace_level == FULL_TRACE` and a `run_metadata` (TF RunMetadata), the tasks'
+        cross-task transfers (`tensor_codec.transfer_step_stats`) are merged into its step_stats."""
         session = self.session(handle)
         feeds = dict(feeds)
         fetches, targets = list(fetches), list(targets)
         parts = self._signature(session, tuple(feeds), tuple(fetches), tuple(targets))
         step_id = (self._step_base + next(self._step_ids)) & _STEP_ID_MASK
-        results = self._run_step(session, parts, step_id, feeds, step_timeout(options, session.config))
+        trace = (run_metadata is not None and options is not None
+                 and options.trace_level == config_pb2.RunOptions.FULL_TRACE)
+        stats = step_stats_pb2.StepStats() if trace else None
+        results = self._run_step(session, parts, step_id, feeds, step_timeout(options, session.config), stats)
+        if stats is not None:
+            tensor_codec.merge_step_stats(run_metadata.step_stats, stats)
         out = {}
         for name in fetches:
             out[name] = feeds[name] if name in feeds else results[name]  # a fetched feed: the fed value
         return out
 
-    def _run_step(self, session, parts, step_id, feeds, timeout):
+    def _run_step(self, session, parts, step_id, feeds, timeout, step_stats=None):
         rendezvous = self._rendezvous_factory()
         lock = threading.Lock()
         first = []   # (task, error) of the first abort: where the step failed
@@ -231,9 +239,16 @@ class Master:
             view = _TaskRendezvous(rendezvous, part.task, record)
             sends = {name: feeds[client] for name, client in part.sends.items()}
             try:
-                out = worker.run_graph(part.handle, step_id, sends, part.fetch_names, view, timeout=timeout)
+                if step_stats is None:
+                    out = worker.run_graph(part.handle, step_id, sends, part.fetch_names, view, timeout=timeout)
+                else:
+                    stats = step_stats_pb2.StepStats()
+                    out = worker.run_graph(part.handle, step_id, sends, part.fetch_names, view, timeout=timeout,
+                                           step_stats=stats)
                 with lock:
                     results.update(out)
+                    if step_stats is not None:
+                        tensor_codec.merge_step_stats(step_stats, stats)
             except BaseException as e:  # noqa: BLE001 - reported below, after the peers finished
                 view.abort(e)  # so the peers fail instead of waiting for this task's tensors
                 with lock:
@@ -295,7 +310,7 @@ class Master:
         by_task = {}
         for device, spec in specs.items():
             by_task.setdefault(session.devices[device], []).append((device, spec, defs[device]))
-        config_bytes = config.proto.SerializeToString()
+        config_bytes = tensor_codec.config_to_wire(config)  # carries transfer_encoding too
         parts = []
         try:
             for task, members in by_task.items():
@@ -398,7 +413,7 @@ class MasterRuntime:
             self.master.extend_session(self.handle, self.graph.as_graph_def().SerializeToString())
         feed_map = {t.name: v for t, v in zip(feeds, feed_values, strict=True)}
         out = self.master.run(self.handle, feed_map, [t.name for t in fetches], [op.name for op in targets],
-                              options)
+                              options, run_metadata)
         return [out[t.name] for t in fetches]
 
     def list_devices(self):

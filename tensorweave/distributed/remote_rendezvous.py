@@ -32,8 +32,13 @@ class RemoteRendezvous:
     """The rendezvous of one step on one task.
 
     task_name: this task's name; keys whose source device is on it are served locally.
-    fetch_remote: `fetch_remote(task, key, step_id, deliver) -> cancel`, which must call
-        `deliver(value, error)` once and make `cancel(error)` end a fetch in flight.
+    fetch_remote: `fetch_remote(task, key, step_id, deliver, encoding) -> cancel`, which must call
+        `deliver(value, error, wire_bytes=None, wire_encoding=None)` once (with the payload size
+        and encoding of a fetched tensor, which the rendezvous records in `transfers`) and make
+        `cancel(error)` end a fetch in flight.
+
+    `transfer_encoding` (set by the worker from the session's config before the step runs) is the
+    encoding asked of the producer for float32 tensors (`compression.ENCODINGS`).
     """
 
     def __init__(self, task_name, step_id, fetch_remote):
@@ -44,6 +49,8 @@ class RemoteRendezvous:
         self._lock = threading.Lock()
         self._in_flight = {}   # key -> cancel function of a remote fetch
         self._error = None
+        self.transfer_encoding = "none"
+        self._transfers = []   # (key, payload bytes, encoding) of each tensor fetched from a peer
 
     @property
     def error(self):
@@ -62,11 +69,13 @@ class RemoteRendezvous:
             return
         once = threading.Lock()
 
-        def deliver(value, error):
+        def deliver(value, error, wire_bytes=None, wire_encoding=None):
             if not once.acquire(blocking=False):
                 return
             with self._lock:
                 self._in_flight.pop(key, None)
+                if error is None and wire_bytes is not None:
+                    self._transfers.append((key, int(wire_bytes), wire_encoding or "none"))
             callback(value, error)
 
         with self._lock:
@@ -78,7 +87,7 @@ class RemoteRendezvous:
         if error is not None:
             deliver(None, error)
             return
-        cancel = self._fetch_remote(task, key, self.step_id, deliver)
+        cancel = self._fetch_remote(task, key, self.step_id, deliver, self.transfer_encoding)
         with self._lock:
             aborted = self._error
             if key in self._in_flight:
@@ -97,6 +106,11 @@ class RemoteRendezvous:
         if error is not None:
             raise error
         return value
+
+    def transfers(self):
+        """[(key, payload bytes, encoding)] of the tensors fetched from other tasks so far."""
+        with self._lock:
+            return list(self._transfers)
 
     def take_local(self, key, callback):
         """Hands a value produced on this task to a remote consumer (the RecvTensor handler)."""

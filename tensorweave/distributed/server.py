@@ -134,10 +134,10 @@ class Server:
         for client in self._clients.values():
             client.close()
 
-    def _fetch(self, task, key, step_id, deliver):
+    def _fetch(self, task, key, step_id, deliver, encoding="none"):
         client = self._clients.get(task)
         if client is None:
             deliver(None, errors.InvalidArgumentError(None, None, f"Rendezvous key {key!r} names task {task}, "
                                                       "which is not in the cluster"))
             return lambda error: None
-        return client.fetch(key, step_id, deliver)
+        return client.fetch(key, step_id, deliver, encoding)

@@ -15,6 +15,7 @@ import numpy as np
 from tensorweave.distributed import compression
 from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
 from tensorweave.framework import dtypes
+from tensorweave.runtime import config as config_lib
 
 # The largest tensor (decoded, in bytes) accepted from the wire by default; callers with a
 # frame or message limit pass their own.
@@ -109,3 +110,100 @@ _NUMERIC_ENUMS = frozenset(d.as_datatype_enum for d in (
     dtypes.float16, dtypes.float32, dtypes.float64, dtypes.bfloat16, dtypes.int8, dtypes.int16,
     dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64,
     dtypes.bool, dtypes.complex64, dtypes.complex128))
+
+
+# --- the session's transfer encoding inside a serialized TF ConfigProto ----------------------------
+#
+# `ConfigProto.transfer_encoding` is TensorWeave's own field, absent from TF's message, yet it must
+# reach the master (CreateSession.config) and every worker (RegisterGraph.config), which carry the
+# serialized TF message only. It travels in TF's `rpc_options.compression_algorithm` (the field TF
+# uses to pick the compression of RPC payloads) as "tensorweave-transfer-encoding:<name>"; the
+# receiving side moves it back into `transfer_encoding` and clears the TF field. Under "none"
+# nothing is written, so such configs serialize exactly as before.
+
+TRANSFER_ENCODING_TAG = "tensorweave-transfer-encoding:"
+
+
+def config_to_wire(config):
+    """The serialized TF ConfigProto of `config` (ours, TF's or None), carrying its transfer encoding."""
+    config = config_lib.as_config(config)
+    encoding = compression.check_encoding(config.transfer_encoding)
+    if encoding == "none":
+        return config.proto.SerializeToString()
+    proto = config_lib.config_pb2.ConfigProto()
+    proto.CopyFrom(config.proto)
+    current = proto.rpc_options.compression_algorithm
+    if current and not current.startswith(TRANSFER_ENCODING_TAG):
+        raise ValueError(f"ConfigProto sets both rpc_options.compression_algorithm={current!r} and "
+                         f"transfer_encoding={encoding!r}; TensorWeave carries the latter in the former")
+    proto.rpc_options.compression_algorithm = TRANSFER_ENCODING_TAG + encoding
+    return proto.SerializeToString()
+
+
+def config_from_wire(config):
+    """Our ConfigProto from a TF ConfigProto message (or ours) that `config_to_wire` may have tagged.
+
+    Raises ValueError for a tag naming an unknown encoding.
+    """
+    config = config_lib.as_config(config)
+    algorithm = config.proto.rpc_options.compression_algorithm
+    if algorithm.startswith(TRANSFER_ENCODING_TAG):
+        config.transfer_encoding = compression.check_encoding(algorithm[len(TRANSFER_ENCODING_TAG):])
+        config.proto.rpc_options.compression_algorithm = ""
+        if config.proto.rpc_options.ByteSize() == 0:
+            config.proto.ClearField("rpc_options")
+    return config
+
+
+# --- bytes crossing tasks, as TF StepStats -------------------------------------------------------
+#
+# A task records each tensor it received from another task in a step (`RemoteRendezvous`); with
+# RunOptions(trace_level=FULL_TRACE) it reports them as StepStats: under its own device a node
+# "_recv/<tensor name>" and under the producer's device a node "_send/<tensor name>", each with
+# one output whose `tensor_description.allocation_description.requested_bytes` is the payload size
+# on the wire (NamedTensor.content, headers not counted) and whose allocator_name and
+# `timeline_label` name the encoding. The receiver records the send too: only it knows that the
+# transfer finished. The master merges the tasks' StepStats by device into RunMetadata.step_stats.
+
+def transfer_step_stats(transfers, step_stats):
+    """Adds `transfers` ([(rendezvous key, payload bytes, encoding)]) to a TF StepStats message."""
+    devices = {d.device: d for d in step_stats.dev_stats}
+
+    def dev(name):
+        if name not in devices:
+            devices[name] = step_stats.dev_stats.add(device=name)
+        return devices[name]
+
+    for key, nbytes, encoding in transfers:
+        src, _, dst, tensor = key.split(";")[:4]
+        for device, kind in ((dst, "_recv"), (src, "_send")):
+            node = dev(device).node_stats.add(node_name=f"{kind}/{tensor}",
+                                              timeline_label=f"{kind} {tensor} {encoding} {nbytes} bytes")
+            alloc = node.output.add(slot=0).tensor_description.allocation_description
+            alloc.requested_bytes = nbytes
+            alloc.allocated_bytes = nbytes
+            alloc.allocator_name = f"wire:{encoding}"
+    return step_stats
+
+
+def merge_step_stats(into, other):
+    """Merges TF StepStats `other` into `into`, one dev_stats per device."""
+    devices = {d.device: d for d in into.dev_stats}
+    for d in other.dev_stats:
+        if d.device in devices:
+            devices[d.device].node_stats.extend(d.node_stats)
+        else:
+            devices[d.device] = into.dev_stats.add()
+            devices[d.device].CopyFrom(d)
+    return into
+
+
+def transfer_bytes(step_stats, kind="_recv"):
+    """{device: payload bytes} of the "_recv" (or "_send") transfers in a TF StepStats."""
+    out = {}
+    for d in step_stats.dev_stats:
+        total = sum(o.tensor_description.allocation_description.requested_bytes
+                    for n in d.node_stats if n.node_name.startswith(kind + "/") for o in n.output)
+        if total:
+            out[d.device] = total
+    return out

@@ -26,6 +26,7 @@ import time
 from google.protobuf import message as _message
 from tensorboard.compat.proto import graph_pb2
 
+from tensorweave.distributed import tensor_codec
 from tensorweave.framework import errors
 from tensorweave.framework.device_spec import DeviceSpec
 from tensorweave.framework.graph import Graph
@@ -182,7 +183,7 @@ class Worker:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous, timeout=None):
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous, timeout=None, step_stats=None):
         """Runs one step of a registered graph; returns `{name: array}` for each of `recv_keys`.
 
         sends: `{tensor name: array}` fed into the graph ("_feed_0:0"). recv_keys: tensor names
@@ -191,6 +192,9 @@ class Worker:
         the rendezvous so the step's other partitions fail instead of waiting. `timeout`
         (seconds) bounds waits for received tensors; None takes the session's
         `operation_timeout_in_ms`, if any. NotFoundError for an unknown handle.
+        The session's `transfer_encoding` is handed to a rendezvous that fetches from other tasks
+        (one with a `transfer_encoding` attribute); `step_stats` (a TF StepStats message, when the
+        step is traced) receives the tensors it fetched (`tensor_codec.transfer_step_stats`).
         """
         with self._lock:
             graph = self._graphs.get(graph_handle)
@@ -202,9 +206,14 @@ class Worker:
         try:
             if timeout is None and graph.config.operation_timeout_in_ms > 0:
                 timeout = graph.config.operation_timeout_in_ms / 1000.0
+            if hasattr(rendezvous, "transfer_encoding"):
+                rendezvous.transfer_encoding = graph.config.transfer_encoding
             feeds = dict(sends)
             signature = self._signature(graph, tuple(feeds), tuple(recv_keys))
-            return self._run(signature, feeds, recv_keys, StepContext(step_id, None, rendezvous), timeout)
+            out = self._run(signature, feeds, recv_keys, StepContext(step_id, None, rendezvous), timeout)
+            if step_stats is not None and hasattr(rendezvous, "transfers"):
+                tensor_codec.transfer_step_stats(rendezvous.transfers(), step_stats)
+            return out
         finally:
             with self._lock:
                 graph.running -= 1
@@ -313,8 +322,8 @@ class Worker:
                 raise errors.InvalidArgumentError(None, None, f"Cannot parse ConfigProto: {e}") from None
             config = proto
         try:
-            return config_lib.as_config(config)
-        except TypeError as e:
+            return tensor_codec.config_from_wire(config)
+        except (TypeError, ValueError) as e:
             raise errors.InvalidArgumentError(None, None, str(e)) from None
 
     def _node_request(self, node):
