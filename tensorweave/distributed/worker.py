@@ -33,7 +33,8 @@ from tensorweave.framework.graph import Graph
 from tensorweave.framework.graph_io import import_graph_def
 from tensorweave.runtime import config as config_lib
 from tensorweave.runtime.device import Device
-from tensorweave.runtime.executor import StepContext, run_plan
+from tensorweave.runtime.executor import StepContext, run_partitions
+from tensorweave.runtime.session import step_timeout
 from tensorweave.runtime.plan import compile_plan
 
 DEFAULT_MAX_GRAPH_DEF_BYTES = 1 << 30  # protobuf's own parse limit is 2 GiB
@@ -204,8 +205,8 @@ class Worker:
             graph.last_used = self._clock()
             self._steps.setdefault(step_id, {})[id(rendezvous)] = rendezvous
         try:
-            if timeout is None and graph.config.operation_timeout_in_ms > 0:
-                timeout = graph.config.operation_timeout_in_ms / 1000.0
+            if timeout is None:
+                timeout = step_timeout(None, graph.config)
             if hasattr(rendezvous, "transfer_encoding"):
                 rendezvous.transfer_encoding = graph.config.transfer_encoding
             feeds = dict(sends)
@@ -233,28 +234,11 @@ class Worker:
             r.abort(errors.CancelledError(None, None, f"Step {step_id} was cleaned up on {self.task_name}"))
 
     def _run(self, signature, feeds, recv_keys, step, timeout):
-        results, failures = {}, []
-
-        def run_device(device, plan, feed_names, fetch_names):
-            try:
-                values = run_plan(plan, [feeds[n] for n in feed_names], step, timeout=timeout)
-                results.update(zip(fetch_names, values, strict=True))
-            except BaseException as e:  # noqa: BLE001 - reported below, after the peers finished
-                step.rendezvous.abort(e)
-                failures.append(e)
-
-        # One thread per extra device, never a bounded pool: a partition blocked on a receive
-        # must not keep another step's partition (maybe the sender) from starting.
-        threads = [threading.Thread(target=run_device, args=p, name=f"tensorweave-worker-{p[0]}", daemon=True)
-                   for p in signature.plans[1:]]
-        for t in threads:
-            t.start()
-        if signature.plans:
-            run_device(*signature.plans[0])
-        for t in threads:
-            t.join()
-        if failures:
-            raise failures[0]
+        values = run_partitions([(plan, [feeds[n] for n in feed_names])
+                                 for _, plan, feed_names, _ in signature.plans], step, timeout)
+        results = {}
+        for (_, _, _, fetch_names), fetched in zip(signature.plans, values, strict=True):
+            results.update(zip(fetch_names, fetched, strict=True))
         out = {}
         for name in recv_keys:
             out[name] = feeds[name] if name in feeds else results[name]  # a fetched feed: the fed value

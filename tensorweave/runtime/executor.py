@@ -6,6 +6,8 @@ row-independent region may run it in chunks of rows (see `chunking`). Plans with
 kernels (receives) run on the ready-queue executor of `dataflow` instead.
 """
 
+import threading
+
 import numpy as np
 
 from tensorweave.framework import errors
@@ -66,3 +68,35 @@ def run_closures(closures, ops, vals):
     except Exception as e:
         raise ops[current].error(errors.InvalidArgumentError, f"{type(e).__name__}: {e}") from e
 
+
+
+def run_partitions(jobs, step, timeout=None):
+    """Runs the partitions of one step at once, sharing `step`'s rendezvous; `jobs` is a list of
+    (plan, feed values). Returns each plan's fetched values, in order.
+
+    The first runs on the calling thread, each other on a fresh thread, never a bounded pool: a
+    partition blocked on a receive must not keep another partition (maybe its sender) from
+    starting. A failing partition aborts the rendezvous, so its peers fail instead of waiting;
+    the first error is raised once all have finished.
+    """
+    results, failures = [None] * len(jobs), []
+
+    def run(index):
+        plan, feed_values = jobs[index]
+        try:
+            results[index] = run_plan(plan, feed_values, step, timeout=timeout)
+        except BaseException as e:  # noqa: BLE001 - raised below, after the peers finished
+            step.rendezvous.abort(e)
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,), name="tensorweave-partition", daemon=True)
+               for i in range(1, len(jobs))]
+    for t in threads:
+        t.start()
+    if jobs:
+        run(0)
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    return results

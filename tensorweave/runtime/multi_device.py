@@ -3,12 +3,11 @@
 A step is: prune to the fetches, place every op (`placement.place`), split the graph by device
 (`partition.partition_graph`), build one graph per device joined by `_Send`/`_Recv`
 (`partition_graphs`), and compile a plan for each. All of that happens once per signature.
-Each run then starts every partition at once, on a thread each, sharing one rendezvous; the
+Each run then starts every partition at once (`executor.run_partitions`), sharing one rendezvous; the
 receives are asynchronous, so partitions exchanging tensors both ways cannot deadlock. A
 failing partition aborts the rendezvous, so its peers fail instead of waiting.
 """
 
-import concurrent.futures
 import itertools
 import threading
 
@@ -16,7 +15,7 @@ from tensorweave.framework.graph import Graph
 from tensorweave.framework.graph_io import import_graph_def
 from tensorweave.framework.operation import Operation
 from tensorweave.runtime.device import Device
-from tensorweave.runtime.executor import StepContext, run_plan
+from tensorweave.runtime.executor import StepContext, run_partitions
 from tensorweave.runtime.partition import partition_graph
 from tensorweave.runtime.partition_graphs import feed_name, partition_graph_defs, send_node_names
 from tensorweave.runtime.placement import place
@@ -47,8 +46,6 @@ class MultiDeviceRuntime:
         self.default_device = default_device
         self._signatures = {}
         self._lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(len(devices) - 1, 1),
-                                                           thread_name_prefix="tensorweave-partition")
 
     def _prepare(self, feeds, fetches, targets):
         ops = prune(feeds, fetches, targets)
@@ -86,27 +83,8 @@ class MultiDeviceRuntime:
         step = StepContext(next(_step_ids), options, LocalRendezvous())
         timeout = step_timeout(options, self.config)
 
-        def run_partition(p):
-            try:
-                return run_plan(p.plan, [feed_values[i] for i in p.feed_indices], step, timeout=timeout)
-            except BaseException as e:
-                step.rendezvous.abort(e)
-                raise
-
-        futures = [self._pool.submit(run_partition, p) for p in partitions[1:]]
-        first_error = None
-        results = {}
-        try:
-            results[0] = run_partition(partitions[0])
-        except Exception as e:  # noqa: BLE001 - re-raised below, after the peers finished
-            first_error = e
-        for index, future in enumerate(futures, start=1):
-            try:
-                results[index] = future.result()
-            except Exception as e:  # noqa: BLE001
-                first_error = first_error or e
-        if first_error is not None:
-            raise first_error
+        results = run_partitions([(p.plan, [feed_values[i] for i in p.feed_indices]) for p in partitions],
+                                 step, timeout)
         values = [None] * len(fetches)
         for index, p in enumerate(partitions):
             for position, value in zip(p.fetch_indices, results[index], strict=True):
@@ -118,7 +96,6 @@ class MultiDeviceRuntime:
         return values
 
     def close(self):
-        self._pool.shutdown(wait=True)
         self._signatures.clear()
         for device in self.devices.values():
             device.resources.clear()
