@@ -77,13 +77,8 @@ def chunked_schedule(compiled, feeds, slots, keep, initial, schedule):
     n_pre, n_in = len(pre), len(inside)
     out = ChunkedSchedule(source_slots, steps[:n_pre], steps[n_pre:n_pre + n_in], steps[n_pre + n_in:],
                           tuple(sorted(gather)))
-    out.program = compile_program(_StepList(steps))
+    out.program = compile_program(steps)
     return out
-
-
-class _StepList:
-    def __init__(self, steps):
-        self.steps = steps
 
 
 def rows_to_chunk(schedule, vals):

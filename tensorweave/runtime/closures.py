@@ -59,8 +59,8 @@ def _closure(fn, ins, out, frees):
     return step
 
 
-def compile_program(plan):
-    """The closures that run `plan`, one per step, and a map back to each step's op."""
-    closures = tuple(_closure(s.fn, s.ins, s.outs, s.frees) for s in plan.steps)
-    ops = {c: s.op for c, s in zip(closures, plan.steps, strict=True)}
+def compile_program(steps):
+    """The closures that run `steps` (PlanSteps), one each, and a map back to each step's op."""
+    closures = tuple(_closure(s.fn, s.ins, s.outs, s.frees) for s in steps)
+    ops = {c: s.op for c, s in zip(closures, steps, strict=True)}
     return closures, ops

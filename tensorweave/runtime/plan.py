@@ -39,7 +39,7 @@ class Plan:
         self.fetch_deref = fetch_deref
         self.steps = steps
         self.ops = ops
-        self.program = compile_program(self)
+        self.program = compile_program(steps)
 
 
 def prune(feeds, fetches, targets):
