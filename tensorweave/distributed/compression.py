@@ -111,6 +111,29 @@ def encode(array, encoding):
     return _ENCODERS[encoding](x)
 
 
+def encode_array(array, encoding):
+    """`encode`, with the payload as an array of the wire's element type and `array`'s shape.
+
+    Returns `(wire, meta, effective encoding)`; `decode_array` inverts it. This is the form the
+    data channel sends: the frame carries the wire dtype and the original shape.
+    """
+    array = np.asarray(array)
+    encoding = effective_encoding(array.dtype, encoding)
+    payload, meta = encode(array, encoding)
+    wire_dtype = array.dtype.newbyteorder("<") if encoding == "none" else _WIRE_DTYPES[encoding]
+    return np.frombuffer(payload, dtype=wire_dtype).reshape(array.shape), meta, encoding
+
+
+def decode_array(wire, encoding, meta):
+    """The tensor `encode_array` encoded as `wire` (float32 for a compressed encoding)."""
+    check_encoding(encoding)
+    if encoding == "none":
+        return wire
+    if wire.dtype != _WIRE_DTYPES[encoding]:
+        raise ValueError(f"Encoding {encoding!r} travels as {_WIRE_DTYPES[encoding]}, got {wire.dtype}")
+    return decode(wire, encoding, _F32, wire.shape, meta)
+
+
 def decode(payload, encoding, dtype, shape, meta):
     """Decodes a payload produced by `encode` into an array of `dtype` (float32 if compressed) and `shape`.
 

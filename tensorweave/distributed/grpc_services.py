@@ -20,7 +20,7 @@ from tensorboard.compat.proto import config_pb2, step_stats_pb2
 from tensorweave.distributed import compression, tensor_codec
 from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
 from tensorweave.distributed.protocol import tensorweave_service_pb2_grpc as pb_grpc
-from tensorweave.distributed.transport import grpc_auth
+from tensorweave.distributed.transport import grpc_auth, tls
 from tensorweave.distributed.worker import WorkerStatus
 from tensorweave.framework import errors
 from tensorweave.runtime import config as config_lib
@@ -63,9 +63,13 @@ def _serve(method):
     return wrapper
 
 
-def make_channel(address, token=None):
-    """A channel to `host:port` carrying the cluster token (when there is one) on every call."""
-    channel = grpc.insecure_channel(address, options=grpc_auth.channel_options())
+def make_channel(address, token=None, credentials=None):
+    """A channel to `host:port` carrying the cluster token (when there is one) on every call;
+    under TLS when `credentials` (`tls.grpc_channel_credentials`) are given."""
+    if credentials is None:
+        channel = grpc.insecure_channel(address, options=grpc_auth.channel_options())
+    else:
+        channel = grpc.secure_channel(address, credentials, options=grpc_auth.channel_options())
     return grpc_auth.intercept_channel(channel, token) if token is not None else channel
 
 
@@ -145,9 +149,10 @@ class MasterServicer(pb_grpc.MasterServicer):
 class WorkerServicer(pb_grpc.WorkerServicer):
     """The Worker service of one task: `worker` runs partitions, `table` holds the step rendezvous."""
 
-    def __init__(self, worker, table):
+    def __init__(self, worker, table, data_channel_port=0):
         self._worker = worker
         self._table = table
+        self._data_channel_port = data_channel_port
 
     @_serve
     def GetStatus(self, request, context):
@@ -155,7 +160,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):
         devices = [pb.DeviceAttributes(name=n, device_type=t, incarnation=status.incarnation)
                    for n, t in zip(status.device_names, status.device_types, strict=True)]
         return pb.GetStatusResponse(device_attributes=devices, incarnation=status.incarnation,
-                                    task_name=status.task_name)
+                                    task_name=status.task_name, data_channel_port=self._data_channel_port)
 
     @_serve
     def RegisterGraph(self, request, context):
@@ -223,10 +228,10 @@ class GrpcWorkerClient:
     """The worker interface of a remote task over gRPC (what `Master` calls), plus `fetch`,
     the RecvTensor call a `RemoteRendezvous` uses. The channel connects on first use."""
 
-    def __init__(self, task_name, address, token=None):
+    def __init__(self, task_name, address, token=None, credentials=None):
         self.task_name = task_name
         self.address = address
-        self._channel = make_channel(address, token)
+        self._channel = make_channel(address, token, credentials)
         self._stub = pb_grpc.WorkerStub(self._channel)
         self._lock = threading.Lock()
         self._session_graphs = {}  # session handle -> graph handles, for close_session
@@ -240,7 +245,8 @@ class GrpcWorkerClient:
     def get_status(self):
         r = self._call("GetStatus", pb.GetStatusRequest(), SETUP_TIMEOUT_SECONDS)
         return WorkerStatus(r.task_name, tuple(d.name for d in r.device_attributes),
-                            tuple(d.device_type for d in r.device_attributes), r.incarnation)
+                            tuple(d.device_type for d in r.device_attributes), r.incarnation,
+                            r.data_channel_port)
 
     def register_graph(self, session_handle, graph_def_bytes, config=None):
         config = config if isinstance(config, (bytes, type(None))) else tensor_codec.config_to_wire(config)
@@ -399,7 +405,8 @@ class GrpcSessionRuntime:
         self.graph = graph
         self.config = config_lib.as_config(config)
         self.address = target[len("grpc://"):]
-        self._channel = make_channel(self.address, grpc_auth.token_from(self.config))
+        self._channel = make_channel(self.address, grpc_auth.token_from(self.config),
+                                     tls.grpc_channel_credentials(tls.tls_files(self.config)))
         self._stub = pb_grpc.MasterStub(self._channel)
         self._extended_at = _graph_size(graph)
         r = self._call("CreateSession", pb.CreateSessionRequest(

@@ -3,24 +3,28 @@
 The server's `Master` reaches its own task's `Worker` in-process and every other task through a
 gRPC client made now but connected on first use. Each task owns the rendezvous of its steps
 (`remote_rendezvous.StepRendezvousTable`): a partition receiving a tensor made on another task
-fetches it with Worker.RecvTensor.
+pulls it over the producer's data channel (a second port, announced in GetStatus), or over
+Worker.RecvTensor where that port cannot be reached (`peer_transport`).
 
 Security: with a cluster token (`ConfigProto.cluster_token`, or the environment; see
-`grpc_auth.token_from`) every call must carry it; without one the server listens on 127.0.0.1
-only, whatever host the cluster spec names.
+`grpc_auth.token_from`) every call and data channel connection must carry it; without one the
+server listens on 127.0.0.1 only, whatever host the cluster spec names. With TLS files in the
+config (`transport.tls`) both ports serve TLS, and mutual TLS when a CA file is given too.
 """
 
 import concurrent.futures
 import logging
+import os
 
 import grpc
 
-from tensorweave.distributed import grpc_services
+from tensorweave.distributed import grpc_services, peer_transport
 from tensorweave.distributed.cluster import ClusterSpec, _split_host_port
 from tensorweave.distributed.master import Master
 from tensorweave.distributed.protocol import tensorweave_service_pb2_grpc as pb_grpc
 from tensorweave.distributed.remote_rendezvous import StepRendezvousTable
-from tensorweave.distributed.transport import grpc_auth
+from tensorweave.distributed.transport import grpc_auth, tls
+from tensorweave.distributed.transport.data_channel import DataChannelServer
 from tensorweave.distributed.worker import Worker
 from tensorweave.framework import errors
 from tensorweave.framework.device_spec import DeviceSpec
@@ -29,6 +33,9 @@ from tensorweave.runtime import config as config_lib
 _log = logging.getLogger(__name__)
 # Steps block a handler thread per partition and per cross-task receive, so the pool is generous.
 DEFAULT_MAX_HANDLER_THREADS = 128
+# Seconds between data channel keepalive pings; a peer silent for three of them is lost.
+KEEPALIVE_ENV = "TENSORWEAVE_KEEPALIVE_SECONDS"
+DEFAULT_KEEPALIVE_SECONDS = 10.0
 
 
 class Server:
@@ -36,10 +43,12 @@ class Server:
 
     cluster: a `ClusterSpec`, its dict, or a ClusterDef. job_name / task_index: this task
     (defaults: the only job, task 0). `target` is the "grpc://host:port" a `tf.Session` connects to.
+    data_port: the data channel's port (0: chosen by the OS; None: no data channel, tensors
+    travel over gRPC).
     """
 
     def __init__(self, server_or_cluster_def, job_name=None, task_index=None, protocol=None, config=None,
-                 start=True, *, max_handler_threads=DEFAULT_MAX_HANDLER_THREADS):
+                 start=True, *, max_handler_threads=DEFAULT_MAX_HANDLER_THREADS, data_port=0):
         if protocol not in (None, "grpc"):
             raise ValueError(f"Server protocol must be 'grpc', got {protocol!r}")
         cluster = server_or_cluster_def if isinstance(server_or_cluster_def, ClusterSpec) \
@@ -54,20 +63,34 @@ class Server:
         self.address = cluster.task_address(job_name, task_index)
         self.config = config_lib.as_config(config)
         token = grpc_auth.token_from(self.config)
+        tls_files = tls.tls_files(self.config)
+        credentials = tls.grpc_channel_credentials(tls_files)
         self.task_name = DeviceSpec(job_name, 0, task_index).to_string()
+        host, port = _split_host_port(self.address)
+        bind_host = host if token is not None else "127.0.0.1"
 
         self.worker = Worker(self.task_name)
         self._clients = {}
-        self.rendezvous = StepRendezvousTable(self.task_name, self._fetch)
-        peers = {}
+        self._data_server = None
+        peers, remote = {}, {}
         for task in cluster.task_devices():
+            spec = DeviceSpec.from_string(task)
+            address = cluster.task_address(spec.job, spec.task)
             if task == self.task_name:
-                client = grpc_services.LocalWorkerClient(self.worker, self.rendezvous)
-            else:
-                spec = DeviceSpec.from_string(task)
-                client = self._clients[task] = grpc_services.GrpcWorkerClient(
-                    task, cluster.task_address(spec.job, spec.task), token)
+                continue
+            client = self._clients[task] = grpc_services.GrpcWorkerClient(task, address, token, credentials)
             peers[task] = client
+            remote[task] = (client, _split_host_port(address)[0])
+        self.transport = peer_transport.PeerTransport(
+            self.task_name, remote, token, ssl_context=tls.client_ssl_context(tls_files),
+            keepalive_interval=_keepalive_seconds())
+        self.rendezvous = StepRendezvousTable(self.task_name, self.transport.fetch)
+        peers[self.task_name] = grpc_services.LocalWorkerClient(self.worker, self.rendezvous)
+        if data_port is not None:
+            self._data_server = DataChannelServer(
+                bind_host, data_port, token, ssl_context=tls.server_ssl_context(tls_files),
+                on_request=lambda peer, what, encoding, reply: peer_transport.answer_request(
+                    self.rendezvous, peer, what, encoding, reply))
         workers = {task: grpc_services.AbortForwardingWorker(c, peers) for task, c in peers.items()}
         self.master = Master(cluster, workers, default_task=(job_name, task_index), config=self.config,
                              rendezvous_factory=grpc_services.NullStepRendezvous)
@@ -77,9 +100,10 @@ class Server:
                                                                          thread_name_prefix="tensorweave-rpc"),
                                    interceptors=interceptors, options=grpc_auth.server_options())
         pb_grpc.add_MasterServicer_to_server(grpc_services.MasterServicer(self.master), self._server)
-        pb_grpc.add_WorkerServicer_to_server(grpc_services.WorkerServicer(self.worker, self.rendezvous),
-                                             self._server)
-        host, port = _split_host_port(self.address)
+        pb_grpc.add_WorkerServicer_to_server(
+            grpc_services.WorkerServicer(self.worker, self.rendezvous,
+                                         self._data_server.port if self._data_server is not None else 0),
+            self._server)
         if token is None:
             if host not in ("127.0.0.1", "localhost"):
                 _log.warning("No cluster token configured: task %s serves on 127.0.0.1:%s only (set "
@@ -91,13 +115,20 @@ class Server:
             bind = f"127.0.0.1:{port}"
         else:
             bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        server_credentials = tls.grpc_server_credentials(tls_files)
         try:
-            bound = self._server.add_insecure_port(bind)
+            if server_credentials is None:
+                bound = self._server.add_insecure_port(bind)
+            else:
+                bound = self._server.add_secure_port(bind, server_credentials)
         except RuntimeError as e:
-            raise errors.UnavailableError(None, None, f"Cannot listen on {bind} for task {self.task_name}: {e}") \
-                from None
+            bound, reason = 0, f": {e}"
+        else:
+            reason = ""
         if bound == 0:
-            raise errors.UnavailableError(None, None, f"Cannot listen on {bind} for task {self.task_name}")
+            if self._data_server is not None:
+                self._data_server.stop()
+            raise errors.UnavailableError(None, None, f"Cannot listen on {bind} for task {self.task_name}{reason}")
         self._started = self._stopped = False
         if start:
             self.start()
@@ -131,13 +162,26 @@ class Server:
         self._stopped = True
         self.rendezvous.abort_all(errors.UnavailableError(None, None, f"Task {self.task_name} stopped"))
         self._server.stop(grace).wait(grace + 5.0)
+        if self._data_server is not None:
+            self._data_server.stop()
+        self.transport.close()
         for client in self._clients.values():
             client.close()
 
-    def _fetch(self, task, key, step_id, deliver, encoding="none"):
-        client = self._clients.get(task)
-        if client is None:
-            deliver(None, errors.InvalidArgumentError(None, None, f"Rendezvous key {key!r} names task {task}, "
-                                                      "which is not in the cluster"))
-            return lambda error: None
-        return client.fetch(key, step_id, deliver, encoding)
+    @property
+    def data_port(self):
+        """The data channel's port, or None when this server has none."""
+        return self._data_server.port if self._data_server is not None else None
+
+
+def _keepalive_seconds():
+    value = os.environ.get(KEEPALIVE_ENV)
+    if not value:
+        return DEFAULT_KEEPALIVE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"${KEEPALIVE_ENV} must be a positive number of seconds, got {value!r}")
+    return seconds

@@ -42,12 +42,14 @@ DEFAULT_MAX_GRAPH_DEF_BYTES = 1 << 30  # protobuf's own parse limit is 2 GiB
 
 @dataclasses.dataclass(frozen=True)
 class WorkerStatus:
-    """What `get_status` reports: the task's name, its devices and its incarnation."""
+    """What `get_status` reports: the task's name, its devices and its incarnation (and, from a
+    server, the port of its data channel; 0 when it has none)."""
 
     task_name: str
     device_names: tuple
     device_types: tuple
     incarnation: int
+    data_channel_port: int = 0
 
 
 class _Signature:

@@ -22,7 +22,14 @@ from tensorweave.distributed.transport import (
     encode_frame,
 )
 from tensorweave.distributed.transport.frames import _PREFIX, MAGIC, VERSION
-from tensorweave.framework.errors import UnauthenticatedError, UnavailableError
+from tensorweave.framework.errors import (
+    CancelledError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
 
 TOKEN = "cluster-secret-for-tests"
 WAIT = 5.0
@@ -424,3 +431,115 @@ def test_tls(tmp_path):
         if client is not None:
             client.close()
         srv.stop()
+
+
+# -- pulls: request / reply ---------------------------------------------------------------------
+
+class _Replies:
+    """A `deliver` callback for `request` that queues (frame, error) pairs."""
+
+    def __init__(self):
+        self.items = queue.Queue()
+
+    def __call__(self, frame, error):
+        self.items.put((frame, error))
+
+    def get(self):
+        return self.items.get(timeout=WAIT)
+
+
+@pytest.fixture
+def answering():
+    """A server whose `on_request` parks each request; the test answers it."""
+    parked = queue.Queue()
+    srv = DataChannelServer(port=0, token=TOKEN, on_request=lambda peer, what, enc, reply: parked.put(
+        (peer, what, enc, reply)))
+    srv.parked = parked
+    client = DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "/job:worker/task:0")
+    try:
+        yield srv, client
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_request_is_answered_whenever_the_value_is_ready(answering):
+    srv, client = answering
+    replies = _Replies()
+    client.request("7;some/key", replies, "bfloat16")
+    peer, what, encoding, reply = srv.parked.get(timeout=WAIT)
+    assert (peer, what, encoding) == ("/job:worker/task:0", "7;some/key", "bfloat16")
+    assert replies.items.empty()
+    array = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    reply(array=array, encoding="bfloat16")
+    frame, error = replies.get()
+    assert error is None and frame.encoding == "bfloat16"
+    np.testing.assert_array_equal(frame.array, array)
+
+
+def test_failed_reply_keeps_the_error_class_and_the_connection(answering):
+    srv, client = answering
+    replies = _Replies()
+    client.request("a", replies)
+    srv.parked.get(timeout=WAIT)[3](error=NotFoundError(None, None, "no such tensor"))
+    frame, error = replies.get()
+    assert frame is None and isinstance(error, NotFoundError) and "no such tensor" in error.message
+    client.request("b", replies)  # the connection still serves
+    srv.parked.get(timeout=WAIT)[3](array=np.ones(3, np.float32))
+    np.testing.assert_array_equal(replies.get()[0].array, np.ones(3, np.float32))
+
+
+def test_a_string_tensor_cannot_travel_and_the_requester_learns_why(answering):
+    srv, client = answering
+    replies = _Replies()
+    client.request("s", replies)
+    srv.parked.get(timeout=WAIT)[3](array=np.array([b"abc"], dtype=object))
+    frame, error = replies.get()
+    assert isinstance(error, InvalidArgumentError) and "'s'" in error.message
+
+
+def test_cancel_delivers_once_and_a_late_reply_is_dropped(answering):
+    srv, client = answering
+    replies = _Replies()
+    cancel = client.request("late", replies)
+    reply = srv.parked.get(timeout=WAIT)[3]
+    cancel(CancelledError(None, None, "step ended"))
+    assert isinstance(replies.get()[1], CancelledError)
+    reply(array=np.zeros(4, np.float32))
+    assert client.ping() < WAIT  # the late frame was read and dropped; the connection lives
+    assert replies.items.empty()
+
+
+def test_a_lost_server_fails_every_pending_request(answering):
+    srv, client = answering
+    replies = _Replies()
+    for key in ("x", "y"):
+        client.request(key, replies)
+    srv.parked.get(timeout=WAIT)
+    srv.stop()
+    errors_seen = [replies.get()[1] for _ in range(2)]
+    assert all(isinstance(e, UnavailableError) for e in errors_seen)
+    client.request("z", replies)  # after the loss, a request fails at once
+    assert isinstance(replies.get()[1], UnavailableError)
+
+
+def test_a_server_without_on_request_answers_unimplemented(server):
+    client = DataChannelClient(f"127.0.0.1:{server.port}", TOKEN, "w0")
+    try:
+        replies = _Replies()
+        client.request("k", replies)
+        assert isinstance(replies.get()[1], UnimplementedError)
+    finally:
+        client.close()
+
+
+def test_a_request_without_an_id_drops_the_connection(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+    try:
+        client_handshake(sock, TOKEN.encode(), "rogue")
+        sock.sendall(_frame_bytes("no-id", None, frame_type=FrameType.REQUEST))
+        sock.settimeout(WAIT)
+        assert sock.recv(1) == b""  # closed by the server
+    finally:
+        sock.close()
+    assert server.stats.bad_frames == 1

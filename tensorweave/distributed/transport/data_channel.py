@@ -11,6 +11,11 @@ and then carrying `frames`. The handshake proves knowledge of the cluster token 
 
 With `token=None` authentication is off (the MACs are zeros and unchecked), so the server then
 only binds to loopback. Lost peers are found by connection errors and PING/PONG keepalives.
+
+Two ways to move a tensor: the client pushes it (`send`, a TENSOR frame handed to the server's
+`on_tensor`), or pulls it (`request`: a REQUEST frame "<id>;<what>" that the server's `on_request`
+answers, whenever the value is ready, with a TENSOR frame keyed "<id>" or a FAILED frame
+"<id>;<TF error code>;<message>"). Pulls are how step rendezvous fetch tensors from peers.
 """
 
 import hashlib
@@ -29,6 +34,7 @@ from tensorweave.distributed.transport.frames import (
     FrameType,
     encode_frame,
 )
+from tensorweave.framework import errors
 from tensorweave.framework.errors import UnauthenticatedError, UnavailableError
 
 HANDSHAKE_MAGIC = b"TWH1"
@@ -172,18 +178,22 @@ class DataChannelServer:
     """Accepts authenticated data channel connections and hands each received tensor to `on_tensor`.
 
     `on_tensor(key, array, encoding, meta)` runs on the connection's reader thread; an exception
-    from it is sent back to the client as an ERROR frame. One accept thread plus one thread per
-    connection. With `token=None` the server refuses any non-loopback `host`.
+    from it is sent back to the client as an ERROR frame. `on_request(peer, what, encoding, reply)`
+    answers a pull: it must call `reply(array=..., encoding=..., meta=...)` or `reply(error=...)`
+    once, from any thread, now or later (`peer` is the client's task name from the handshake).
+    One accept thread plus one thread per connection. With `token=None` the server refuses any
+    non-loopback `host`.
     """
 
-    def __init__(self, host="127.0.0.1", port=0, token=None, on_tensor=None, *, ssl_context=None,
-                 limits=FrameLimits(), handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, idle_timeout=60.0,
-                 max_connections=256, on_error=None):
+    def __init__(self, host="127.0.0.1", port=0, token=None, on_tensor=None, *, on_request=None,
+                 ssl_context=None, limits=FrameLimits(), handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
+                 idle_timeout=60.0, max_connections=256, on_error=None):
         self._token = _token_bytes(token)
         if self._token is None and not _is_loopback(host):
             raise ValueError(f"Refusing to serve the data channel on non-loopback host {host!r} without a "
                              "cluster token: anyone on the network could inject tensors")
         self._on_tensor = on_tensor or (lambda key, array, encoding, meta: None)
+        self._on_request = on_request
         self._on_error = on_error
         self._ssl = ssl_context
         self._limits = limits
@@ -237,7 +247,7 @@ class DataChannelServer:
             try:
                 if self._ssl is not None:
                     sock = self._ssl.wrap_socket(conn, server_side=True)
-                server_handshake(sock, self._token, time.monotonic() + self._handshake_timeout)
+                peer_task = server_handshake(sock, self._token, time.monotonic() + self._handshake_timeout)
             except (HandshakeError, OSError) as e:
                 self._count(rejected_handshakes=1)
                 self._report(UnauthenticatedError(message=f"Data channel peer {peer} rejected: {e}"))
@@ -257,6 +267,10 @@ class DataChannelServer:
                         self._on_tensor(frame.key, frame.array, frame.encoding, frame.meta)
                     except Exception as e:  # the sender learns why its tensor was not taken
                         writer.write(FrameType.ERROR, f"{type(e).__name__}: {e}"[:self._limits.max_key_bytes // 4])
+                elif frame.type is FrameType.REQUEST:
+                    self._answer(writer, peer_task, frame)
+                else:
+                    raise FrameError(f"unexpected {frame.type.name} frame from a client")
         except FrameError as e:
             self._count(bad_frames=1)
             self._report(UnavailableError(message=f"Bad frame from data channel peer {peer}: {e}"))
@@ -269,6 +283,36 @@ class DataChannelServer:
             _close_socket(sock)
             with self._conns_lock:
                 self._conns.pop(conn, None)
+
+    def _answer(self, writer, peer_task, frame):
+        request_id, sep, what = frame.key.partition(";")
+        if not sep or not request_id.isdigit():
+            raise FrameError(f"REQUEST key {frame.key[:64]!r} is not \"<id>;<what>\"")
+        answered = threading.Lock()
+
+        def reply(array=None, encoding="none", meta=None, error=None):
+            if not answered.acquire(blocking=False):
+                raise RuntimeError(f"request {frame.key[:64]!r} was answered twice")
+            try:
+                if error is None:
+                    try:
+                        writer.write(FrameType.TENSOR, request_id, array, encoding, meta)
+                        self._count(frames=1, payload_bytes=array.nbytes)
+                        return
+                    except FrameError as e:  # e.g. a string tensor: the requester learns why
+                        error = errors.InvalidArgumentError(None, None, f"Cannot send {what!r}: {e}")
+                writer.write(FrameType.FAILED, _failure_key(request_id, error, self._limits))
+            except OSError:
+                pass  # the requester is gone; its own side reports the lost connection
+
+        if self._on_request is None:
+            reply(error=errors.UnimplementedError(None, None, "This data channel server answers no requests"))
+            return
+        try:
+            self._on_request(peer_task, what, frame.encoding, reply)
+        except Exception as e:  # noqa: BLE001 - the requester learns why, the connection lives on
+            if not answered.locked():
+                reply(error=e)
 
     def _report(self, error):
         if self._on_error is not None:
@@ -312,6 +356,7 @@ class DataChannelClient:
         self._pongs = {}
         self._pong_cond = threading.Condition()
         self._seq = 0
+        self._requests = {}  # request id -> deliver(frame, error), guarded by _pong_cond
         try:
             raw = socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout)
         except OSError as e:
@@ -349,6 +394,34 @@ class DataChannelClient:
         except OSError as e:
             raise self._fail(f"send of {key!r} failed: {e}") from e
 
+    def request(self, what, deliver, encoding="none"):
+        """Pulls one tensor: asks the peer for `what` and returns `cancel(error)` at once.
+
+        `deliver(frame, error)` is called exactly once: with the reply's TENSOR `Frame` (its array,
+        encoding and meta as the server sent them), or with an error: the server's (same TF error
+        class), UnavailableError if the connection is lost first, or the one given to `cancel`.
+        """
+        with self._pong_cond:
+            self._seq += 1
+            request_id = str(self._seq)
+            self._requests[request_id] = deliver
+        try:
+            self._check_alive()
+            self._writer.write(FrameType.REQUEST, f"{request_id};{what}", None, encoding)
+        except UnavailableError as e:
+            self._settle(request_id, None, e)
+        except FrameError as e:
+            self._settle(request_id, None, errors.InvalidArgumentError(None, None, f"Cannot request {what!r}: {e}"))
+        except OSError as e:
+            self._fail(f"request of {what!r} failed: {e}")  # fails this request and every other one
+        return lambda error: self._settle(request_id, None, error)
+
+    def _settle(self, request_id, frame, error):
+        with self._pong_cond:
+            deliver = self._requests.pop(request_id, None)
+        if deliver is not None:
+            deliver(frame, error)
+
     def ping(self, timeout=5.0):
         """Round trip to the peer; returns the seconds it took. UnavailableError if no PONG in `timeout`."""
         self._check_alive()
@@ -381,6 +454,11 @@ class DataChannelClient:
                         self._pong_cond.notify_all()
                 elif frame.type is FrameType.PING:
                     self._writer.write(FrameType.PONG, frame.key)
+                elif frame.type is FrameType.TENSOR:
+                    self._settle(frame.key, frame, None)  # a late reply to a cancelled request is dropped
+                elif frame.type is FrameType.FAILED:
+                    request_id, error = _parse_failure(frame.key, self.address)
+                    self._settle(request_id, None, error)
                 elif frame.type is FrameType.ERROR:
                     self._report(UnavailableError(message=f"Data channel peer {self.address} "
                                                           f"reported: {frame.key}"))
@@ -424,7 +502,14 @@ class DataChannelClient:
         if first:
             _close_socket(self._sock)
             self._report(self._error)
+        self._fail_requests(self._error)
         return self._error
+
+    def _fail_requests(self, error):
+        with self._pong_cond:
+            pending, self._requests = self._requests, {}
+        for deliver in pending.values():
+            deliver(None, error)
 
     def _check_alive(self):
         if self._closed.is_set():
@@ -445,6 +530,7 @@ class DataChannelClient:
                 pass
         self._closed.set()
         _close_socket(self._sock)
+        self._fail_requests(UnavailableError(message=f"Data channel to {self.address} was closed"))
         for thread in (self._reader_thread, self._keepalive_thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout)
@@ -454,3 +540,26 @@ class DataChannelClient:
 
     def __exit__(self, *exc):
         self.close()
+
+    @property
+    def alive(self):
+        """False once the connection is closed or lost."""
+        return self._error is None and not self._closed.is_set()
+
+
+def _failure_key(request_id, error, limits):
+    code = error.error_code if isinstance(error, errors.OpError) else errors.INTERNAL
+    message = error.message if isinstance(error, errors.OpError) else f"{type(error).__name__}: {error}"
+    key = f"{request_id};{code};{message}"
+    data = key.encode("utf-8")[:limits.max_key_bytes]
+    return data.decode("utf-8", "ignore")
+
+
+def _parse_failure(key, peer):
+    request_id, _, rest = key.partition(";")
+    code, _, message = rest.partition(";")
+    try:
+        cls = errors.exception_type_from_error_code(int(code))
+    except ValueError:
+        cls = errors.UnknownError
+    return request_id, cls(None, None, f"{message} (from data channel peer {peer})")

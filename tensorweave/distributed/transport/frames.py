@@ -48,6 +48,8 @@ class FrameType(enum.IntEnum):
     PING = 3  # the key carries the ping's sequence number
     PONG = 4
     CLOSE = 5
+    REQUEST = 6  # the key carries "<request id>;<what>", the encoding the one asked for the reply
+    FAILED = 7  # answers a REQUEST: the key carries "<request id>;<TF error code>;<message>"
 
 
 # TF DataType enum -> little-endian NumPy dtype. Only fixed-size numeric types: never object/string.
