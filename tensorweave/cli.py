@@ -65,8 +65,9 @@ def _server(args):
         job = args.job if args.job is not None else (task[0] if task else None)
         index = args.task if args.task is not None else (task[1] if task and args.job in (None, task[0]) else 0)
         token = _read_token(args.token_file) if args.token_file else None
-        config = ConfigProto(cluster_token=token) if token is not None else None
-        server = Server(cluster, job, index, config=config)
+        config = ConfigProto(cluster_token=token, tls_cert_file=args.tls_cert, tls_key_file=args.tls_key,
+                             tls_ca_file=args.tls_ca)
+        server = Server(cluster, job, index, config=config, data_port=args.data_port)
     except (OSError, ValueError, TypeError) as e:
         return _fail("server", e)
     except errors.UnavailableError as e:
@@ -92,7 +93,7 @@ def _launch(args):
     try:
         token = _read_token(args.token_file) if args.token_file else secrets.token_hex(32)
         launch = Launch(args.script, args.args, ps=args.ps, workers=args.workers, token=token,
-                        keep_going=args.keep_going)
+                        keep_going=args.keep_going, tls=_tls_args(args))
     except (OSError, ValueError) as e:
         return _fail("launch", e)
     try:
@@ -110,6 +111,19 @@ def _launch(args):
         return 128 + e.signum
 
 
+def _add_tls_arguments(parser):
+    parser.add_argument("--tls-cert", metavar="PEM", help="this task's certificate: serve gRPC and the data "
+                        "channel under TLS (with --tls-key)")
+    parser.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    parser.add_argument("--tls-ca", metavar="PEM", help="CA that signs the cluster's certificates: peers "
+                        "are verified against it, and clients must present a certificate (mutual TLS)")
+
+
+def _tls_args(args):
+    return {name: value for name, value in (("tls_cert_file", args.tls_cert), ("tls_key_file", args.tls_key),
+                                            ("tls_ca_file", args.tls_ca)) if value}
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="tensorweave", description="TensorWeave command-line tools.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -123,6 +137,10 @@ def _parser():
     server.add_argument("--task", type=int, help="task index (default: the cluster file's task, or 0)")
     server.add_argument("--token-file", metavar="FILE", help="cluster token file (default: "
                         "$TENSORWEAVE_CLUSTER_TOKEN or $TENSORWEAVE_CLUSTER_TOKEN_FILE)")
+    server.add_argument("--data-port", type=int, default=0, metavar="PORT",
+                        help="port of the tensor data channel (default 0: chosen by the OS and announced "
+                        "to peers over gRPC)")
+    _add_tls_arguments(server)
     server.set_defaults(run=_server)
 
     launch = commands.add_parser("launch", help="run a script once per task of a local cluster",
@@ -135,6 +153,7 @@ def _parser():
                         help="cluster token file (default: a new random token)")
     launch.add_argument("--keep-going", action="store_true",
                         help="when a task fails, let the remaining workers finish; exit non-zero at the end")
+    _add_tls_arguments(launch)
     launch.add_argument("script")
     launch.add_argument("args", nargs=argparse.REMAINDER)
     launch.set_defaults(run=_launch)

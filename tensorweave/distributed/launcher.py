@@ -20,6 +20,7 @@ import time
 
 from tensorweave.distributed.cluster import local_cluster_spec
 from tensorweave.distributed.transport import grpc_auth
+from tensorweave.distributed.transport import tls as tls_lib
 
 _POLL_S = 0.05
 DEFAULT_STOP_TIMEOUT_S = 10.0
@@ -58,7 +59,7 @@ class Launch:
     free ports of `host`: `start()`, then `wait()` for the exit status; `stop()` terminates every
     child that is still running (also safe after `wait`)."""
 
-    def __init__(self, script, args=(), *, ps=1, workers=1, token=None, keep_going=False,
+    def __init__(self, script, args=(), *, ps=1, workers=1, token=None, keep_going=False, tls=None,
                  host="127.0.0.1", python=sys.executable, stdout=None, stderr=None,
                  stop_timeout=DEFAULT_STOP_TIMEOUT_S):
         if workers < 1:
@@ -71,6 +72,8 @@ class Launch:
             raise ValueError("An empty cluster token is not a secret; give a non-empty token")
         self.token = None if token is None else str(token).strip()
         self.keep_going, self.host, self.python = keep_going, host, python
+        # {ConfigProto TLS field: path}; the tasks read them from the environment (transport.tls).
+        self.tls = {tls_lib.ENV[name]: os.path.abspath(path) for name, path in (tls or {}).items()}
         self.stop_timeout = stop_timeout
         self._out = {"stdout": stdout or sys.stdout, "stderr": stderr or sys.stderr}
         self._write_lock = threading.Lock()
@@ -100,6 +103,7 @@ class Launch:
         env["PYTHONUNBUFFERED"] = "1"  # so lines stream as they are printed
         if self.token is not None:
             env[grpc_auth.TOKEN_ENV] = self.token
+        env.update(self.tls)
         process = subprocess.Popen([self.python, self.script, *args], env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         prefix = f"[{job}:{index}] "

@@ -219,3 +219,47 @@ def test_server_with_a_bad_cluster_file_exits_2_naming_the_problem(tmp_path, con
     assert result.returncode == 2, result
     assert message in result.stderr and result.stderr.startswith("tensorweave server: error:")
     assert result.stdout == ""
+
+
+TLS_TRAIN = textwrap.dedent("""
+    import json, os
+    import tensorweave as tf
+    from tensorweave.distributed.cluster import cluster_spec_from_tf_config
+    from tensorweave.distributed.transport import tls
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
+    files = tls.tls_files(tf.ConfigProto())
+    print(f"tls serves={files.serves_tls} mutual={bool(files.ca)}")
+    server = tf.train.Server(cluster_spec_from_tf_config(), task["type"], task["index"])
+    if task["type"] == "ps":
+        server.join()
+    with tf.device("/job:ps/task:0"):
+        v = tf.Variable([1.0, 2.0, 3.0])
+    with tf.device("/job:worker/task:0"):
+        total = tf.reduce_sum(v * 2.0)
+    with tf.Session(server.target, config=tf.ConfigProto(operation_timeout_in_ms=30000)) as sess:
+        sess.run(v.initializer)
+        print(f"total={sess.run(total)} channels={len(server.transport.channels())}")
+""")
+
+
+@pytest.mark.slow
+def test_launch_with_tls_files_runs_the_cluster_under_mutual_tls(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=cluster", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("openssl is not available to make a test certificate")
+    script = tmp_path / "train.py"
+    script.write_text(TLS_TRAIN)
+    process = subprocess.Popen([*_tensorweave(), "launch", "--ps", "1", "--workers", "1", "--tls-cert", str(cert),
+                                "--tls-key", str(key), "--tls-ca", str(cert), str(script)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=TIMEOUT_S)
+    finally:
+        _kill_all(process)
+    assert process.returncode == 0, out + err
+    assert "[worker:0] tls serves=True mutual=True" in out
+    assert "[worker:0] total=12.0 channels=1" in out, out + err

@@ -8,11 +8,14 @@
 - a client (a `Session`, or a task calling its peers) verifies servers against the CA file (the
   system's roots when there is none) and presents its own certificate and key when it has them.
 
-A cluster normally gives every task the same three files. TLS protects the token and tensors on
-the wire; the cluster token still decides who may call.
+A field left empty in the config is read from the environment (`TENSORWEAVE_TLS_CERT`,
+`TENSORWEAVE_TLS_KEY`, `TENSORWEAVE_TLS_CA`), which is how `tensorweave launch --tls-*` hands the
+files to the programs it starts. A cluster normally gives every task the same three files. TLS
+protects the token and tensors on the wire; the cluster token still decides who may call.
 """
 
 import dataclasses
+import os
 import ssl
 
 import grpc
@@ -20,6 +23,8 @@ import grpc
 from tensorweave.framework import errors
 
 _MAX_PEM_BYTES = 1 << 20
+ENV = {"tls_cert_file": "TENSORWEAVE_TLS_CERT", "tls_key_file": "TENSORWEAVE_TLS_KEY",
+       "tls_ca_file": "TENSORWEAVE_TLS_CA"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +44,15 @@ class TlsFiles:
         return bool(self.cert)
 
 
-def tls_files(config):
-    """The TLS files of a `tf.ConfigProto` (or dict); checks that a cert comes with its key."""
+def tls_files(config, environ=None):
+    """The TLS files of a `tf.ConfigProto` (or dict), else of the environment; checks that a cert
+    comes with its key."""
+    environ = os.environ if environ is None else environ
+
     def get(name):
         value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-        return str(value) if value else None
+        value = value or environ.get(ENV[name])
+        return os.fspath(value) if value else None
     files = TlsFiles(get("tls_cert_file"), get("tls_key_file"), get("tls_ca_file"))
     if bool(files.cert) != bool(files.key):
         raise ValueError("tls_cert_file and tls_key_file must be given together "
