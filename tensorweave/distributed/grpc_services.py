@@ -212,6 +212,30 @@ class WorkerServicer(pb_grpc.WorkerServicer):
         return pb.HealthResponse(incarnation=self._worker.get_status().incarnation)
 
 
+def watched_call(method, worker_stub, request, timeout, where):
+    """Calls `method` (a stub's unary method) for a call that may run long (a step). While it
+    runs, the task must answer Worker.Health every keepalive interval K within 2K, or the call is
+    cancelled with UnavailableError naming `where`: HTTP/2 keepalives alone did not notice a
+    stopped peer during a long call."""
+    k = grpc_auth.keepalive_seconds()
+    future = method.future(request, timeout=timeout)
+    while True:
+        try:
+            return future.result(timeout=k)
+        except grpc.FutureTimeoutError:
+            pass
+        except grpc.RpcError as e:
+            raise op_error(e, where) from None
+        try:
+            worker_stub.Health(pb.HealthRequest(), timeout=2 * k)
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE) or future.done():
+                continue  # an answer, if not a healthy one: the task is there
+            future.cancel()
+            raise errors.UnavailableError(None, None, f"{where}: the task stopped answering (no Health reply "
+                                          f"within {2 * k:g} s: {e.details()})") from None
+
+
 def run_graph_on_table(worker, table, graph_handle, step_id, sends, recv_keys, timeout, step_stats=None):
     """`worker.run_graph` with the task's own rendezvous of the step (from `table`)."""
     rendezvous = table.begin_step(step_id)
@@ -241,6 +265,10 @@ class GrpcWorkerClient:
             return getattr(self._stub, method)(request, timeout=timeout)
         except grpc.RpcError as e:
             raise op_error(e, f"task {self.task_name} at {self.address}, {method}") from None
+
+    def _watched_call(self, method, request, timeout):
+        return watched_call(getattr(self._stub, method), self._stub, request, timeout,
+                            f"task {self.task_name} at {self.address}, {method}")
 
     def get_status(self):
         r = self._call("GetStatus", pb.GetStatusRequest(), SETUP_TIMEOUT_SECONDS)
@@ -281,7 +309,7 @@ class GrpcWorkerClient:
                                      sends=[tensor_codec.to_named_tensor(k, v) for k, v in sends.items()],
                                      recv_keys=list(recv_keys),
                                      options=_run_options(timeout, step_stats is not None).SerializeToString())
-        r = self._call("RunGraph", request, timeout)
+        r = self._watched_call("RunGraph", request, timeout)
         if step_stats is not None and r.step_stats:
             stats = step_stats_pb2.StepStats()
             stats.ParseFromString(r.step_stats)
@@ -408,6 +436,7 @@ class GrpcSessionRuntime:
         self._channel = make_channel(self.address, grpc_auth.token_from(self.config),
                                      tls.grpc_channel_credentials(tls.tls_files(self.config)))
         self._stub = pb_grpc.MasterStub(self._channel)
+        self._health = pb_grpc.WorkerStub(self._channel)
         self._extended_at = _graph_size(graph)
         r = self._call("CreateSession", pb.CreateSessionRequest(
             graph_def=graph.as_graph_def().SerializeToString(),
@@ -433,7 +462,8 @@ class GrpcSessionRuntime:
             feeds=[tensor_codec.to_named_tensor(t.name, v) for t, v in zip(feeds, feed_values, strict=True)],
             fetches=list(dict.fromkeys(names)), targets=[op.name for op in targets],
             options=options.SerializeToString() if options is not None else b"")
-        r = self._call("RunStep", request, step_timeout(options, self.config))
+        r = watched_call(self._stub.RunStep, self._health, request, step_timeout(options, self.config),
+                         f"master at {self.address}, RunStep")
         if run_metadata is not None and r.metadata:
             run_metadata.MergeFromString(r.metadata)  # step_stats of a FULL_TRACE step
         out = _decode_tensors(r.tensors)

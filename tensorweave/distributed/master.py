@@ -43,6 +43,13 @@ from tensorweave.runtime.session import step_timeout
 _log = logging.getLogger("tensorweave")
 
 _STEP_ID_MASK = (1 << 63) - 1  # step ids travel in signed int64 fields
+ABANDON_AFTER_FAILURE_SECONDS = 2.0
+CLOSE_WAIT_SECONDS = 5.0
+
+
+def _cleanup_quietly(worker, step_id):
+    with contextlib.suppress(Exception):  # best effort: the step's own error is what is reported
+        worker.cleanup_graph(step_id)
 
 
 class _TaskPart:
@@ -182,15 +189,35 @@ class Master:
         if session is None:
             return
         session._signatures.clear()
-        first_error = None
-        for task, worker in self.workers.items():
+        outcomes = {}
+        done = threading.Condition()
+
+        def close_on(task, worker):
             try:
                 worker.close_session(handle)
-            except (errors.UnavailableError, errors.AbortedError) as e:
-                # A task that died or restarted holds nothing of this session any more.
-                _log.warning("Closing session %s: task %s is gone (%s)", handle, task, e.message)
+                outcome = None
             except Exception as e:  # noqa: BLE001 - release on the other workers anyway
-                first_error = first_error or e
+                outcome = e
+            with done:
+                outcomes[task] = outcome
+                done.notify_all()
+
+        for task, worker in self.workers.items():  # at once: one silent task must not hold the rest
+            threading.Thread(target=close_on, args=(task, worker), daemon=True,
+                             name=f"tensorweave-close-{task}").start()
+        with done:
+            done.wait_for(lambda: len(outcomes) == len(self.workers), CLOSE_WAIT_SECONDS)
+            outcomes = dict(outcomes)
+        first_error = None
+        for task in self.workers:
+            error = outcomes.get(task, errors.DeadlineExceededError(
+                None, None, f"no answer within {CLOSE_WAIT_SECONDS} s"))
+            if isinstance(error, (errors.UnavailableError, errors.AbortedError, errors.DeadlineExceededError)):
+                # A task that died or restarted holds nothing of this session any more; one that
+                # does not answer releases the graphs when its own call ends.
+                _log.warning("Closing session %s: task %s is gone (%s)", handle, task, error.message)
+            elif error is not None:
+                first_error = first_error or error
         if first_error is not None:
             raise first_error
 
@@ -253,20 +280,39 @@ class Master:
                 view.abort(e)  # so the peers fail instead of waiting for this task's tensors
                 with lock:
                     failures.append((part.task, e))
+                with done:
+                    done.notify_all()
 
-        threads = [threading.Thread(target=call, args=(p,), name=f"tensorweave-master-{p.task}", daemon=True)
-                   for p in parts[1:]]
-        for t in threads:
-            t.start()
-        if parts:
-            call(parts[0])
-        for t in threads:
-            t.join()
+        done = threading.Condition()
+        finished = []
+
+        def call_and_count(part):
+            try:
+                call(part)
+            finally:
+                with done:
+                    finished.append(part.task)
+                    done.notify_all()
+
+        # Every part of a multi-task step runs on its own thread, so this one can give up on a task
+        # that stopped answering once another failed; a one-task step runs here.
+        inline = parts[:1] if len(parts) == 1 else []
+        for part in parts[len(inline):]:
+            threading.Thread(target=call_and_count, args=(part,), name=f"tensorweave-master-{part.task}",
+                             daemon=True).start()
+        for part in inline:
+            call_and_count(part)
+        with done:
+            done.wait_for(lambda: len(finished) == len(parts) or failures)
+            # Once a task failed, the others are told to stop (CleanupGraph); a task that cannot
+            # answer (hung, or cut off) is not waited for beyond the grace period: its call ends
+            # on its own when its connection's keepalive gives up.
+            done.wait_for(lambda: len(finished) == len(parts), ABANDON_AFTER_FAILURE_SECONDS)
         if not failures:
             return results
         for part in parts:  # a peer may still hold the step (a remote worker's receive)
-            with contextlib.suppress(Exception):  # the step's own error matters more
-                self.workers[part.task].cleanup_graph(step_id)
+            threading.Thread(target=_cleanup_quietly, args=(self.workers[part.task], step_id), daemon=True,
+                             name=f"tensorweave-cleanup-{part.task}").start()
         task, error = first[0] if first else failures[0]
         raise self._step_error(session, step_id, task, error)
 

@@ -14,7 +14,6 @@ config (`transport.tls`) both ports serve TLS, and mutual TLS when a CA file is 
 
 import concurrent.futures
 import logging
-import os
 
 import grpc
 
@@ -33,9 +32,6 @@ from tensorweave.runtime import config as config_lib
 _log = logging.getLogger(__name__)
 # Steps block a handler thread per partition and per cross-task receive, so the pool is generous.
 DEFAULT_MAX_HANDLER_THREADS = 128
-# Seconds between data channel keepalive pings; a peer silent for three of them is lost.
-KEEPALIVE_ENV = "TENSORWEAVE_KEEPALIVE_SECONDS"
-DEFAULT_KEEPALIVE_SECONDS = 10.0
 
 
 class Server:
@@ -83,12 +79,13 @@ class Server:
             remote[task] = (client, _split_host_port(address)[0])
         self.transport = peer_transport.PeerTransport(
             self.task_name, remote, token, ssl_context=tls.client_ssl_context(tls_files),
-            keepalive_interval=_keepalive_seconds())
+            keepalive_interval=grpc_auth.keepalive_seconds())
         self.rendezvous = StepRendezvousTable(self.task_name, self.transport.fetch)
         peers[self.task_name] = grpc_services.LocalWorkerClient(self.worker, self.rendezvous)
         if data_port is not None:
             self._data_server = DataChannelServer(
                 bind_host, data_port, token, ssl_context=tls.server_ssl_context(tls_files),
+                idle_timeout=6 * grpc_auth.keepalive_seconds(),  # clients ping every K
                 on_request=lambda peer, what, encoding, reply: peer_transport.answer_request(
                     self.rendezvous, peer, what, encoding, reply))
         workers = {task: grpc_services.AbortForwardingWorker(c, peers) for task, c in peers.items()}
@@ -173,15 +170,3 @@ class Server:
         """The data channel's port, or None when this server has none."""
         return self._data_server.port if self._data_server is not None else None
 
-
-def _keepalive_seconds():
-    value = os.environ.get(KEEPALIVE_ENV)
-    if not value:
-        return DEFAULT_KEEPALIVE_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ValueError(f"${KEEPALIVE_ENV} must be a positive number of seconds, got {value!r}")
-    return seconds

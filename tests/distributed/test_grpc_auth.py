@@ -14,12 +14,12 @@ from tensorweave.distributed.protocol import (
     tensorweave_service_pb2 as pb,
 )
 from tensorweave.distributed.transport.grpc_auth import (
-    MIN_PING_INTERVAL_MS,
     TOKEN_ENV,
     TOKEN_FILE_ENV,
     TokenAuthInterceptor,
     auth_metadata,
     channel_options,
+    keepalive_seconds,
     intercept_channel,
     server_options,
     token_from,
@@ -182,18 +182,28 @@ def test_oversized_message_is_resource_exhausted_and_server_keeps_serving(channe
 
 
 def test_option_helpers():
-    opts = dict(server_options(1 << 20))
+    opts = dict(server_options(1 << 20, keepalive_s=10))
     assert opts["grpc.max_receive_message_length"] == opts["grpc.max_send_message_length"] == 1 << 20
-    assert opts["grpc.http2.min_ping_interval_without_data_ms"] == MIN_PING_INTERVAL_MS
-    opts = dict(channel_options(1 << 20, keepalive_ms=15_000))
-    assert opts["grpc.keepalive_time_ms"] == 15_000
+    assert opts["grpc.http2.min_ping_interval_without_data_ms"] == 5_000
+    opts = dict(channel_options(1 << 20, keepalive_s=15))
+    assert opts["grpc.keepalive_time_ms"] == 15_000 and opts["grpc.keepalive_timeout_ms"] == 30_000
     assert opts["grpc.keepalive_permit_without_calls"] == 1
     assert opts["grpc.http2.max_pings_without_data"] == 0
-    with pytest.raises(ValueError, match="minimum ping interval"):
-        channel_options(keepalive_ms=MIN_PING_INTERVAL_MS - 1)
     for bad in (0, -1, 1 << 31, 1.5):
         with pytest.raises(ValueError):
             server_options(bad)
+
+
+def test_keepalive_interval_comes_from_the_environment():
+    assert keepalive_seconds({}) == 10.0
+    assert keepalive_seconds({"TENSORWEAVE_KEEPALIVE_SECONDS": "0.5"}) == 0.5
+    # Servers accept pings at twice the clients' rate, so one K works for both ends.
+    k = 0.5
+    assert dict(server_options(keepalive_s=k))["grpc.http2.min_ping_interval_without_data_ms"] * 2 == \
+        dict(channel_options(keepalive_s=k))["grpc.keepalive_time_ms"]
+    for bad in ("soon", "0", "-3", "1e9"):
+        with pytest.raises(ValueError, match="TENSORWEAVE_KEEPALIVE_SECONDS"):
+            keepalive_seconds({"TENSORWEAVE_KEEPALIVE_SECONDS": bad})
 
 
 # -- token_from -------------------------------------------------------------------------------------

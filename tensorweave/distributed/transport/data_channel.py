@@ -472,7 +472,9 @@ class DataChannelClient:
 
     def _keepalive_loop(self, interval, timeout):
         while not self._closed.wait(interval):
-            idle_since = max(self._last_heard, self._writer.last_progress)
+            # Only what the peer sends proves it alive: our own writes (pings included) land in
+            # kernel buffers even when the peer has stopped reading.
+            idle_since = self._last_heard
             if self._writer.lock.locked():  # a long send is under way: it is alive while it moves
                 if time.monotonic() - self._writer.last_progress > timeout:
                     self._fail(f"no send progress for {timeout}s")

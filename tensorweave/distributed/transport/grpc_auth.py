@@ -7,8 +7,10 @@ never parsed. `TokenAuthClientInterceptor` (or `intercept_channel`) adds the hea
 
 `server_options` and `channel_options` bound message sizes on both sides and turn on HTTP/2
 keepalive pings: lost peers are found by keepalives and connection errors, not step deadlines.
-The server accepts pings every `MIN_PING_INTERVAL_MS`, so `channel_options` refuses a shorter
-client interval (a server answers too-frequent pings with GOAWAY "too_many_pings").
+One interval K (`keepalive_seconds`: $TENSORWEAVE_KEEPALIVE_SECONDS, default 10 s) paces both
+channels of a task: clients ping every K and give up after 2K more; servers accept pings every
+K/2 (a server answers pings that come faster with GOAWAY "too_many_pings"), so every task of a
+cluster must use the same K.
 """
 
 import collections
@@ -24,9 +26,8 @@ TOKEN_ENV = "TENSORWEAVE_CLUSTER_TOKEN"
 TOKEN_FILE_ENV = "TENSORWEAVE_CLUSTER_TOKEN_FILE"
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 << 20  # bulk tensors use the data channel; this bounds fallbacks
-DEFAULT_KEEPALIVE_MS = 10_000
-DEFAULT_KEEPALIVE_TIMEOUT_MS = 20_000
-MIN_PING_INTERVAL_MS = 5_000
+KEEPALIVE_ENV = "TENSORWEAVE_KEEPALIVE_SECONDS"
+DEFAULT_KEEPALIVE_SECONDS = 10.0
 _MAX_TOKEN_FILE_BYTES = 64 << 10
 
 
@@ -127,42 +128,52 @@ def _check_max_message_bytes(max_message_bytes):
         raise ValueError(f"max_message_bytes must be an int in [1, 2**31), got {max_message_bytes!r}")
 
 
-def server_options(max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
+def keepalive_seconds(env=os.environ):
+    """The keepalive interval K in seconds: $TENSORWEAVE_KEEPALIVE_SECONDS, else 10."""
+    value = env.get(KEEPALIVE_ENV)
+    if not value:
+        return DEFAULT_KEEPALIVE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0.05 <= seconds <= 3600:
+        raise ValueError(f"${KEEPALIVE_ENV} must be a number of seconds in [0.05, 3600], got {value!r}")
+    return seconds
+
+
+def server_options(max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, keepalive_s=None):
     """gRPC server options: message size limits both ways and keepalive for lost clients.
 
-    The server pings idle connections too (a master whose client vanished between steps would
-    otherwise keep the session), and tolerates client pings no closer than MIN_PING_INTERVAL_MS.
+    The server pings idle connections too, every 3K (a master whose client vanished between
+    steps would otherwise keep the session), and accepts client pings every K/2 or slower.
     """
     _check_max_message_bytes(max_message_bytes)
+    k_ms = 1000 * (keepalive_seconds() if keepalive_s is None else keepalive_s)
     return (
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", DEFAULT_KEEPALIVE_MS * 3),
-        ("grpc.keepalive_timeout_ms", DEFAULT_KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_time_ms", int(3 * k_ms)),
+        ("grpc.keepalive_timeout_ms", int(2 * k_ms)),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(k_ms / 2)),
         ("grpc.http2.max_ping_strikes", 2),
     )
 
 
-def channel_options(max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, keepalive_ms=DEFAULT_KEEPALIVE_MS,
-                    keepalive_timeout_ms=DEFAULT_KEEPALIVE_TIMEOUT_MS):
-    """gRPC channel options: message size limits both ways and keepalive pings every keepalive_ms.
+def channel_options(max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, keepalive_s=None):
+    """gRPC channel options: message size limits both ways and keepalive pings every K seconds.
 
     Pings continue while no call is active (workers sit idle between steps) and without data
     (by default gRPC stops after two pings with no data frames between them).
     """
     _check_max_message_bytes(max_message_bytes)
-    if keepalive_ms < MIN_PING_INTERVAL_MS:
-        raise ValueError(f"keepalive_ms={keepalive_ms} is below the server's minimum ping interval "
-                         f"{MIN_PING_INTERVAL_MS} ms; the server would close the connection")
-    if keepalive_timeout_ms <= 0:
-        raise ValueError(f"keepalive_timeout_ms must be positive, got {keepalive_timeout_ms}")
+    k_ms = 1000 * (keepalive_seconds() if keepalive_s is None else keepalive_s)
     return (
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", int(keepalive_ms)),
-        ("grpc.keepalive_timeout_ms", int(keepalive_timeout_ms)),
+        ("grpc.keepalive_time_ms", int(k_ms)),
+        ("grpc.keepalive_timeout_ms", int(2 * k_ms)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     )

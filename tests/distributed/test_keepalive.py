@@ -1,0 +1,107 @@
+"""A peer that stops answering (SIGSTOP: its sockets stay open, nothing resets them) is found by
+liveness checks: data channel PING/PONG for tensors awaited from it, Worker.Health polls for a
+step call running on it. The step fails with UnavailableError naming the task within a few
+keepalive intervals, long before the step's own deadline, and never hangs."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+import tensorweave as tf
+from tensorweave.distributed.cluster import ClusterSpec, free_ports
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
+
+TOKEN = "keepalive-secret"
+KEEPALIVE_S = 0.5
+STEP_DEADLINE_MS = 60_000
+DETECT_WITHIN_S = 12.0  # the data channel gives up after about 4 K, the master waits 2 s more
+
+
+def _wait_serving(address, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        channel = grpc.insecure_channel(address)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=1.0)
+            return
+        except grpc.FutureTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            channel.close()
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """A PS process and an in-process worker server, all pinging every KEEPALIVE_S."""
+    monkeypatch.setenv("TENSORWEAVE_KEEPALIVE_SECONDS", str(KEEPALIVE_S))
+    ps_port, worker_port = free_ports(2)
+    spec = ClusterSpec({"ps": [f"127.0.0.1:{ps_port}"], "worker": [f"127.0.0.1:{worker_port}"]})
+    script = textwrap.dedent(f"""
+        import tensorweave as tf
+        server = tf.train.Server({spec.as_dict()!r}, "ps", 0, config=tf.ConfigProto(cluster_token={TOKEN!r}))
+        server.join()
+    """)
+    ps = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
+    worker = None
+    try:
+        worker = tf.train.Server(spec, "worker", 0, config=tf.ConfigProto(cluster_token=TOKEN))
+        _wait_serving(spec.task_address("ps", 0))
+        yield ps, worker
+    finally:
+        if worker is not None:
+            worker.stop()
+        ps.send_signal(signal.SIGCONT)
+        ps.kill()
+        ps.wait(timeout=30)
+
+
+def _step_fails_fast(sess, fetch):
+    options = tf.RunOptions(timeout_in_ms=STEP_DEADLINE_MS)
+    start = time.monotonic()
+    with pytest.raises((tf.errors.UnavailableError, tf.errors.AbortedError)) as info:
+        sess.run(fetch, options=options)
+    elapsed = time.monotonic() - start
+    assert elapsed < DETECT_WITHIN_S, f"took {elapsed:.1f} s to notice the silent PS"
+    assert "/job:ps" in info.value.message
+    return elapsed
+
+
+@pytest.mark.slow
+def test_a_silent_ps_fails_a_cross_task_step_through_data_channel_keepalives(cluster):
+    ps, worker = cluster
+    with tf.Graph().as_default():
+        with tf.device("/job:ps/task:0"):
+            v = tf.Variable(np.ones((64, 64), np.float32))
+        with tf.device("/job:worker/task:0"):
+            total = tf.reduce_sum(v * 3.0)
+            local = tf.constant(2.0) * 4.0
+        config = tf.ConfigProto(cluster_token=TOKEN)
+        with tf.Session(worker.target, config=config) as sess:
+            sess.run(v.initializer)
+            assert sess.run(total) == 3 * 64 * 64  # the data channel to the PS is up
+            ps.send_signal(signal.SIGSTOP)
+            _step_fails_fast(sess, total)
+            assert sess.run(local) == 8.0  # steps that do not touch the PS still run
+
+
+@pytest.mark.slow
+def test_a_silent_ps_fails_a_step_that_runs_only_there_through_health_checks(cluster):
+    ps, worker = cluster
+    with tf.Graph().as_default():
+        with tf.device("/job:ps/task:0"):
+            v = tf.Variable(np.ones(3, np.float32))
+            doubled = v * 2.0
+        with tf.Session(worker.target, config=tf.ConfigProto(cluster_token=TOKEN)) as sess:
+            sess.run(v.initializer)
+            np.testing.assert_array_equal(sess.run(doubled), [2.0, 2.0, 2.0])
+            ps.send_signal(signal.SIGSTOP)
+            _step_fails_fast(sess, doubled)
