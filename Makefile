@@ -41,8 +41,10 @@ $(DEV_STAMP): pyproject.toml $(INSTALL_STAMP)
 	$(PIP) install -e '.[dev]'
 	touch $@
 
+# The seed program on a local cluster of 1 PS + 2 workers; the single-process version is
+# `$(PY) -m tensorweave.examples.seed_softmax`.
 demo: install
-	$(PY) -m tensorweave.examples.seed_softmax
+	$(VENV)/bin/tensorweave launch --ps 1 --workers 2 tensorweave/examples/seed_softmax_replica.py
 
 # All tests, the slow ones included.
 test: dev

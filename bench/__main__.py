@@ -2,7 +2,12 @@
 
     python -m bench [--workloads softmax,mlp,chain] [--frameworks tensorweave,tf,torch,numpy]
                     [--quick] [--json PATH] [--python INTERPRETER] [--retries N]
-                    [--wait-quiet S] [--timeout S]
+                    [--wait-quiet S] [--timeout S] [--suite all|local|distributed]
+
+--suite all (the default) prints the single-process table below and then the distributed
+benchmark (`python -m bench.distributed`, which has options of its own): tensor transfer,
+parameter-server training and transfer encodings, training on those of --frameworks that are
+tensorweave or tf.
 
 Each (framework, workload) pair runs in its own subprocess
 (`python -m bench.run_one ...`, JSON on stdout), one at a time, so thread pools
@@ -267,7 +272,12 @@ def main(argv=None):
                          "processes to leave the CPUs idle (default 0: don't wait)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds allowed per subprocess (default 150, quick 60)")
+    ap.add_argument("--suite", choices=("all", "local", "distributed"), default="all",
+                    help="local: the single-process table; distributed: bench.distributed; "
+                         "all (default): both")
     args = ap.parse_args(argv)
+    if args.suite == "distributed":
+        return run_distributed(args, parse_list(args.frameworks, FRAMEWORKS, "framework"))
     workloads = parse_list(args.workloads, WORKLOADS, "workload")
     frameworks = parse_list(args.frameworks, FRAMEWORKS, "framework")
     timeout = args.timeout or (60 if args.quick else 150)
@@ -321,10 +331,34 @@ def main(argv=None):
     elapsed = time.perf_counter() - t_start
     print("\ntotal %.0f s" % elapsed)
 
+    doc = {"header": header, "numpy_info": info, "nproc": nproc, "cpu": cpu_model(),
+           "targets_vs_tf": TARGETS, "elapsed_s": elapsed,
+           "results": [results[(fw, wl)] for wl, fw in jobs]}
     if args.json:
-        doc = {"header": header, "numpy_info": info, "nproc": nproc, "cpu": cpu_model(),
-               "targets_vs_tf": TARGETS, "elapsed_s": elapsed,
-               "results": [results[(fw, wl)] for wl, fw in jobs]}
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    if args.suite == "all":
+        print()
+        sys.stdout.flush()
+        run_distributed(args, frameworks, doc)
+    elif args.json:
+        print("results written to %s" % args.json)
+    return 0
+
+
+def run_distributed(args, frameworks, doc=None):
+    """Runs `bench.distributed` with this command line's options; its results go into the JSON
+    file under "distributed" (next to the single-process `doc`, if any)."""
+    from bench import distributed
+
+    opts = argparse.Namespace(
+        parts=",".join(distributed.PARTS), measure_s=None, quick=args.quick, python=args.python,
+        timeout=args.timeout,
+        frameworks=",".join(fw for fw in frameworks if fw in distributed.FRAMEWORKS))
+    if not opts.frameworks:
+        opts.parts = "transfer"
+    doc = dict(doc or {}, distributed=distributed.run(opts))
+    if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
         print("results written to %s" % args.json)
