@@ -14,7 +14,9 @@ module returns (plain numbers only). The receiver calls `decode` with those fiel
 
 Only float32 tensors are compressed: any other dtype travels as raw bytes under `none`
 (`effective_encoding`), on both the encoding and the decoding side, so the two agree from the
-dtype alone. Special values:
+dtype alone. String tensors (object arrays of `bytes`/`str`, TF's DT_STRING) travel as one
+little-endian u64 length per element followed by the elements' bytes (`encode_strings`); they
+decode to `bytes` objects, as TF1 returns strings. Special values:
 
 - `bfloat16_truncate`: rounds toward zero; infinities and zeros (either sign) are kept; a NaN
   stays a NaN of the same sign (a NaN whose payload lives only in the low 16 bits would otherwise
@@ -101,8 +103,8 @@ def encode(array, encoding):
     """
     check_encoding(encoding)
     array = np.asarray(array)
-    if array.dtype.hasobject:
-        raise ValueError(f"Cannot send an array of dtype {array.dtype} as raw bytes (encoding 'none')")
+    if _is_string(array.dtype):
+        return memoryview(encode_strings(array)), {}
     encoding = effective_encoding(array.dtype, encoding)
     if encoding == "none":
         wire = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
@@ -119,6 +121,8 @@ def encode_array(array, encoding):
     """
     array = np.asarray(array)
     encoding = effective_encoding(array.dtype, encoding)
+    if _is_string(array.dtype):
+        return array, {}, "none"  # strings: the frame writes them with `encode_strings`
     payload, meta = encode(array, encoding)
     wire_dtype = array.dtype.newbyteorder("<") if encoding == "none" else _WIRE_DTYPES[encoding]
     return np.frombuffer(payload, dtype=wire_dtype).reshape(array.shape), meta, encoding
@@ -144,7 +148,11 @@ def decode(payload, encoding, dtype, shape, meta):
     """
     check_encoding(encoding)
     dtype = _as_numpy_dtype(dtype)
-    if dtype.hasobject or dtype.itemsize == 0:
+    if dtype.hasobject:
+        if encoding != "none":
+            raise ValueError(f"String tensors travel under 'none', not {encoding!r}")
+        return decode_strings(_payload_bytes(payload, encoding), _check_shape(shape, encoding))
+    if dtype.itemsize == 0:
         raise ValueError(f"Cannot decode dtype {dtype} from raw bytes (encoding {encoding!r})")
     encoding = effective_encoding(dtype, encoding)
     shape = _check_shape(shape, encoding)
@@ -164,6 +172,52 @@ def decode(payload, encoding, dtype, shape, meta):
     if encoding == "none":
         return wire.astype(dtype, copy=False).reshape(shape)
     return _DECODERS[encoding](wire, meta).reshape(shape)
+
+
+# --- strings ------------------------------------------------------------------------------------
+
+_LENGTH = np.dtype("<u8")
+
+
+def encode_strings(array):
+    """The wire form of a string tensor: a u64 length per element, then the elements' bytes.
+
+    Elements may be `bytes` (or `np.bytes_`) or `str` (sent as UTF-8); anything else is a
+    ValueError, so no other Python object is ever serialized.
+    """
+    items = []
+    for x in np.asarray(array, dtype=object).reshape(-1):
+        if isinstance(x, str):
+            x = x.encode("utf-8")
+        elif not isinstance(x, (bytes, bytearray)):
+            raise ValueError(f"A string tensor may hold only bytes or str elements, not {type(x).__name__}")
+        items.append(bytes(x))
+    lengths = np.fromiter(map(len, items), dtype=_LENGTH, count=len(items))
+    return lengths.tobytes() + b"".join(items)
+
+
+def decode_strings(data, shape):
+    """The object array of `bytes` that `encode_strings` wrote, for a tensor of `shape`.
+
+    Checks, before allocating per element, that the lengths fit and add up to the payload.
+    """
+    data = memoryview(data).cast("B")
+    count = math.prod(shape)
+    head = count * _LENGTH.itemsize
+    if head > len(data):
+        raise ValueError(f"String payload of {len(data)} bytes is too short for {count} element lengths")
+    lengths = np.frombuffer(data[:head], dtype=_LENGTH)
+    body = len(data) - head
+    if count and (int(lengths.max()) > body or int(lengths.sum(dtype=np.uint64)) != body):
+        raise ValueError(f"String element lengths do not add up to the {body} payload bytes after them")
+    if not count and body:
+        raise ValueError(f"An empty string tensor carries {body} stray bytes")
+    out = np.empty(count, dtype=object)
+    pos = head
+    for i, n in enumerate(lengths.tolist()):
+        out[i] = bytes(data[pos:pos + n])
+        pos += n
+    return out.reshape(shape)
 
 
 # --- encoders and decoders over flat little-endian float32 ---------------------------------------
@@ -287,6 +341,11 @@ def _payload_bytes(payload, encoding):
 
 def _as_numpy_dtype(dtype):
     return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+
+
+def _is_string(dtype):
+    """Object arrays (TF's DT_STRING in this runtime) and NumPy's fixed-width str/bytes arrays."""
+    return dtype.hasobject or dtype.kind in "SU"
 
 
 def _is_float32(dtype):

@@ -1,8 +1,8 @@
 """Tensors as `NamedTensor` protocol messages: TF dtype enum + dims + raw little-endian bytes.
 
 What crosses the wire is never pickled or evaluated (STYLE.md rule 7). The receiving side
-trusts nothing: the dtype must be a fixed-size numeric TF type, the dims non-negative, the
-element count within `max_bytes`, the encoding one of `compression.ENCODINGS` (with a `scale`
+trusts nothing: the dtype must be a fixed-size numeric TF type or DT_STRING (lengths + bytes,
+`compression.encode_strings`), the dims non-negative, the size within `max_bytes`, the encoding one of `compression.ENCODINGS` (with a `scale`
 exactly when it is `int8`), and the byte count exactly dims x wire element size. Any mismatch is
 a ValueError naming the tensor. Float32 tensors may travel compressed (`compression`); every
 other dtype travels as raw bytes under "none", whatever encoding was asked for.
@@ -29,9 +29,6 @@ def _tensor_dtype(name, array):
         dtype = dtypes.as_dtype(array.dtype.newbyteorder("="))  # ">i4" is int32 too
     except TypeError:
         raise ValueError(f"Tensor {name!r}: dtype {array.dtype} has no TensorFlow DataType") from None
-    if dtype is dtypes.string:
-        raise ValueError(f"Tensor {name!r}: dtype {array.dtype} cannot travel as raw bytes "
-                         "(only fixed-size numeric and bool tensors do)")
     return dtype
 
 
@@ -39,8 +36,9 @@ def to_named_tensor(name, array, encoding="none"):
     """A `NamedTensor` message holding `array` under `name`.
 
     `encoding` (a name from `compression.ENCODINGS`) applies to float32 tensors only; others
-    travel as raw bytes. Raises ValueError naming the tensor for string/object dtypes, unknown
-    encodings, or (under "int8") NaN or infinite values.
+    travel as raw bytes, strings as lengths + bytes. Raises ValueError naming the tensor for
+    object arrays holding anything but bytes/str, unknown encodings, or (under "int8") NaN or
+    infinite values.
     """
     array = np.asarray(array)
     dtype = _tensor_dtype(name, array)
@@ -75,7 +73,7 @@ def from_named_tensor(msg, max_bytes=DEFAULT_MAX_BYTES):
         raise ValueError(f"Tensor {name!r}: rank {len(dims)} exceeds the limit of {MAX_RANK}")
     if any(d < 0 for d in dims):
         raise ValueError(f"Tensor {name!r}: dims {list(dims)} hold a negative dimension")
-    nbytes = math.prod(dims) * np_dtype.itemsize
+    nbytes = len(msg.content) if np_dtype.hasobject else math.prod(dims) * np_dtype.itemsize
     if nbytes > max_bytes:
         raise ValueError(f"Tensor {name!r}: {nbytes} bytes (dims {list(dims)}, {dtype.name}) exceed the "
                          f"limit of {max_bytes} bytes")
@@ -94,22 +92,22 @@ def from_named_tensor(msg, max_bytes=DEFAULT_MAX_BYTES):
         array = compression.decode(msg.content, encoding, np_dtype, dims, meta)
     except ValueError as e:
         raise ValueError(f"Tensor {name!r}: {e}") from None
-    if not array.flags.writeable or not array.flags.owndata:
+    if not array.dtype.hasobject and (not array.flags.writeable or not array.flags.owndata):
         array = array.copy()  # "none" decodes to a view of the immutable message bytes
     return name, array
 
 
 def _wire_dtype(name, enum):
-    if enum not in _NUMERIC_ENUMS:
-        raise ValueError(f"Tensor {name!r}: DataType enum {enum} is not a fixed-size numeric type "
-                         f"(accepted: {sorted(_NUMERIC_ENUMS)})")
+    if enum not in _WIRE_ENUMS:
+        raise ValueError(f"Tensor {name!r}: DataType enum {enum} is not a fixed-size numeric type or string "
+                         f"(accepted: {sorted(_WIRE_ENUMS)})")
     return dtypes.as_dtype(int(enum))
 
 
-_NUMERIC_ENUMS = frozenset(d.as_datatype_enum for d in (
+_WIRE_ENUMS = frozenset(d.as_datatype_enum for d in (
     dtypes.float16, dtypes.float32, dtypes.float64, dtypes.bfloat16, dtypes.int8, dtypes.int16,
     dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64,
-    dtypes.bool, dtypes.complex64, dtypes.complex128))
+    dtypes.bool, dtypes.complex64, dtypes.complex128, dtypes.string))
 
 
 # --- the session's transfer encoding inside a serialized TF ConfigProto ----------------------------

@@ -11,7 +11,7 @@ import numpy as np
 
 from tensorweave.framework import dtypes, errors
 from tensorweave.framework.op_builder import apply_op, convert_to_tensor
-from tensorweave.framework.op_def import ALL_INPUTS, define_op
+from tensorweave.framework.op_def import define_op
 from tensorweave.framework.tensor_shape import TensorShape
 
 
@@ -182,18 +182,3 @@ def is_variable_initialized(ref, name=None):
     """`tf.is_variable_initialized`: a bool scalar, True once `ref` holds a value."""
     return apply_op("IsVariableInitialized", [_as_ref(ref)], name=name or "IsVariableInitialized")
 
-
-ReportUninitialized = define_op("ReportUninitialized", stateful=True, differentiable=False,
-                                ref_inputs=ALL_INPUTS)
-
-
-@ReportUninitialized.shape_fn
-def _report_shape(op):
-    return [(dtypes.string, TensorShape([None]))]
-
-
-@ReportUninitialized.kernel
-def _report_kernel(op, device):
-    names = op.get_attr("names")
-    return lambda *cells: np.array([n.encode() for n, c in zip(names, cells, strict=True)
-                                    if not c.is_initialized()], dtype=object)

@@ -5,7 +5,7 @@ from tensorboard.compat.proto import variable_pb2
 
 from tensorweave.framework import dtypes
 from tensorweave.framework.graph import GraphKeys, get_default_graph
-from tensorweave.framework.op_builder import (apply_op, convert_to_tensor, name_scope,
+from tensorweave.framework.op_builder import (colocate_with, convert_to_tensor, name_scope,
                                               register_tensor_conversion_function)
 from tensorweave.framework.tensor import Tensor
 from tensorweave.framework.tensor_shape import TensorShape, as_shape
@@ -245,8 +245,23 @@ def variables_are_initialized(var_list):
 
 
 def report_uninitialized_variables(var_list=None, name="report_uninitialized_variables"):
-    """A string vector naming the variables in `var_list` (default: all) that hold no value yet."""
+    """A string vector naming the variables in `var_list` (default: all) that hold no value yet.
+
+    Built as TF1 builds it: one `IsVariableInitialized` beside each variable (so with variables
+    on several tasks only a bool crosses the wire per variable), stacked, and a `boolean_mask`
+    over the constant names.
+    """
+    from tensorweave.ops import concat_ops, constant_op, gather_ops, math_ops  # they import this module
     if var_list is None:
         var_list = global_variables() + local_variables()
-    refs = [v._ref() if isinstance(v, Variable) else v for v in var_list]
-    return apply_op("ReportUninitialized", refs, {"names": [r.op.name for r in refs]}, name=name)
+    with name_scope(name):
+        if not var_list:
+            return constant_op.constant([], dtype=dtypes.string)
+        refs = [v._ref() if isinstance(v, Variable) else v for v in var_list]
+        flags = []
+        for ref in refs:
+            with colocate_with(ref.op):
+                flags.append(state_ops.is_variable_initialized(ref))
+        uninitialized = math_ops.logical_not(concat_ops.stack(flags))
+        names = constant_op.constant([r.op.name.encode() for r in refs], dtype=dtypes.string)
+        return gather_ops.boolean_mask(names, uninitialized)

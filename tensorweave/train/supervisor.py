@@ -23,8 +23,7 @@ from tensorboard.compat.proto.event_pb2 import SessionLog
 from tensorweave.framework import errors
 from tensorweave.framework.graph import GraphKeys, get_default_graph
 from tensorweave.framework.graph_io import write_graph
-from tensorweave.framework.op_builder import colocate_with as ops_colocate_with
-from tensorweave.ops import concat_ops, constant_op, control_ops, state_ops, variables
+from tensorweave.ops import control_ops, variables
 from tensorweave.platform import tf_logging as logging
 from tensorweave.runtime.session import Session
 from tensorweave.summary.summary_ops import merge_all
@@ -34,27 +33,11 @@ from tensorweave.train.coordinator import Coordinator, LooperThread
 from tensorweave.train.saver import Saver, get_checkpoint_state, latest_checkpoint
 
 
-def initialized_flags(var_list=None, name="ready_op"):
-    """A bool vector, True where `var_list[i]` (default: every global and local variable) holds a
-    value: the default ready op. Each flag is computed beside its variable and only the bools
-    cross the wire; the string names of `report_uninitialized_variables` cannot travel between
-    tasks, so a remote session could not fetch them."""
-    if var_list is None:
-        var_list = variables.global_variables() + variables.local_variables()
-    if not var_list:
-        return constant_op.constant(np.zeros(0, np.bool_), name=name)
-    flags = []
-    for v in var_list:
-        with ops_colocate_with(v.op):
-            flags.append(state_ops.is_variable_initialized(v))
-    return concat_ops.stack(flags, name=name)
-
-
 def _not_ready(sess, op):
     """None if ready op `op` reports nothing uninitialized, else a message naming what is.
 
     `op` is a string vector of uninitialized variable names (TF1's `report_uninitialized_variables`)
-    or a bool vector of initialized flags (`initialized_flags`)."""
+    or a bool vector of initialized flags (a stack of `is_variable_initialized`)."""
     if op is None:
         return None
     value = np.asarray(sess.run(op)).reshape(-1)
@@ -208,13 +191,11 @@ class Supervisor:
     save_summaries_secs=120, save_model_secs=600, recovery_wait_secs=30, ...)`.
 
     Each `USE_DEFAULT` argument is taken from its graph collection or built: ready_op =
-    `initialized_flags()`, init_op = `global_variables_initializer()`, local_init_op =
+    `report_uninitialized_variables()`, init_op = `global_variables_initializer()`, local_init_op =
     the local variable and table initializers, summary_op = `merge_all()`, saver = `Saver()` (when
     the graph has variables), global_step = `get_global_step()`, summary_writer = a `FileWriter`
-    on logdir (chief only). Pass None to go without one. The graph is finalized.
-
-    The default ready op is `initialized_flags()` (bools, which cross the wire), not TF1's
-    `report_uninitialized_variables()` (strings, which do not); a ready op passed in may be either.
+    on logdir (chief only). Pass None to go without one. The graph is finalized. A ready op
+    passed in may also be a bool vector of initialized flags.
     """
 
     USE_DEFAULT = object()
@@ -227,7 +208,7 @@ class Supervisor:
                  init_fn=None, local_init_run_options=None):
         self._graph = graph if graph is not None else get_default_graph()
         with self._graph.as_default():
-            self._ready_op = self._default(ready_op, GraphKeys.READY_OP, initialized_flags)
+            self._ready_op = self._default(ready_op, GraphKeys.READY_OP, variables.report_uninitialized_variables)
             self._ready_for_local_init_op = self._default(ready_for_local_init_op,
                                                           GraphKeys.READY_FOR_LOCAL_INIT_OP, lambda: None)
             self._init_op = self._default(init_op, GraphKeys.INIT_OP, variables.global_variables_initializer)
@@ -427,4 +408,4 @@ class Supervisor:
     save_summaries_secs = property(lambda self: self._save_summaries_secs, doc="Seconds between summaries.")
 
 
-__all__ = ["SessionManager", "Supervisor", "initialized_flags"]
+__all__ = ["SessionManager", "Supervisor"]

@@ -128,9 +128,9 @@ def test_reader_returns_none_at_clean_end_and_reads_back_to_back_frames():
     assert reader.read() is None
 
 
-@pytest.mark.parametrize("array", [np.array(["s"], object), np.array(["ab"]), np.zeros(2, "datetime64[s]")])
+@pytest.mark.parametrize("array", [np.array([1], object), np.zeros(2, "datetime64[s]")])
 def test_non_numeric_dtypes_are_refused(array):
-    with pytest.raises(FrameError, match="dtype"):
+    with pytest.raises(FrameError, match="dtype|only bytes or str"):
         encode_frame("k", array)
 
 
@@ -165,7 +165,8 @@ def _bad_frames():
         (_raw_prefix(mask=0x80), "meta"),
         (_raw_prefix(nbytes=1 << 40), "exceeds"),
         (_raw_prefix(ftype=3, nbytes=4), "PING"),
-        (_raw_prefix(code=7) + b"k" + b"none" + dims, "dtype enum 7"),  # DT_STRING
+        (_raw_prefix(code=20) + b"k" + b"none" + dims, "dtype enum 20"),  # DT_RESOURCE
+        (_raw_prefix(code=7) + b"k" + b"none" + dims, "needs more than"),  # DT_STRING, no room for lengths
         (_raw_prefix(code=99) + b"k" + b"none" + dims, "dtype enum 99"),
         (_raw_prefix(enc_len=4) + b"k" + b"zstd" + dims, "unknown encoding"),
         (_raw_prefix(key_len=2) + b"\xff\xfe" + b"none" + dims, "utf-8"),
@@ -489,11 +490,11 @@ def test_failed_reply_keeps_the_error_class_and_the_connection(answering):
     np.testing.assert_array_equal(replies.get()[0].array, np.ones(3, np.float32))
 
 
-def test_a_string_tensor_cannot_travel_and_the_requester_learns_why(answering):
+def test_an_object_tensor_cannot_travel_and_the_requester_learns_why(answering):
     srv, client = answering
     replies = _Replies()
     client.request("s", replies)
-    srv.parked.get(timeout=WAIT)[3](array=np.array([b"abc"], dtype=object))
+    srv.parked.get(timeout=WAIT)[3](array=np.array([{"not": "a string"}], dtype=object))
     frame, error = replies.get()
     assert isinstance(error, InvalidArgumentError) and "'s'" in error.message
 
@@ -543,3 +544,31 @@ def test_a_request_without_an_id_drops_the_connection(server):
     finally:
         sock.close()
     assert server.stats.bad_frames == 1
+
+
+# -- string tensors --------------------------------------------------------------------------------
+
+def test_string_tensors_round_trip_as_bytes():
+    array = np.array([["a", b"\x00\xffbin"], ["", "\u00e9t\u00e9"]], dtype=object)
+    assert FrameReader(_frame_bytes("u", np.array(["xy", "z"]))).read().array.tolist() == [b"xy", b"z"]
+    frame = FrameReader(_frame_bytes("s", array)).read()
+    assert frame.array.dtype == object and frame.array.shape == (2, 2)
+    assert frame.array.tolist() == [[b"a", b"\x00\xffbin"], [b"", "\u00e9t\u00e9".encode()]]
+    empty = FrameReader(_frame_bytes("e", np.empty((0, 3), object))).read()
+    assert empty.array.shape == (0, 3)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda lengths, body: (lengths[:8] + struct.pack("<Q", 10 ** 6), body), "add up"),
+    (lambda lengths, body: (lengths, body + b"x"), "add up"),
+    (lambda lengths, body: (b"", body), "needs more"),
+])
+def test_bad_string_frames_are_refused(mutate, message):
+    good = _frame_bytes("s", np.array([b"ab", b"cde"], dtype=object))
+    header_len = len(good) - (16 + 5)  # two u64 lengths, then 5 bytes of elements
+    lengths, body = good[header_len:header_len + 16], good[header_len + 16:]
+    payload = b"".join(mutate(lengths, body))
+    prefix = bytearray(good[:header_len])
+    struct.pack_into("<Q", prefix, 12, len(payload))  # the prefix's payload byte count
+    with pytest.raises(FrameError, match=message):
+        FrameReader(bytes(prefix) + payload).read()

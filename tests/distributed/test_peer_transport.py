@@ -142,3 +142,23 @@ def test_tls_needs_the_cert_and_key_together(tmp_path):
     ps, = free_ports(1)
     with pytest.raises(ValueError, match="together"):
         tf.train.Server({"ps": [f"127.0.0.1:{ps}"]}, "ps", 0, config=_config(tls_cert_file=cert))
+
+
+def test_string_tensors_cross_tasks_and_reach_the_client():
+    with _Cluster() as c:
+        with tf.Graph().as_default():
+            with tf.device("/job:ps/task:0"):
+                v = tf.Variable(1.0, name="v")
+                w = tf.Variable(2.0, name="w")
+            with tf.device("/job:worker/task:0"):
+                # The list is made on the PS (the op reads the variables there) and used here.
+                missing = tf.identity(tf.report_uninitialized_variables(), name="missing")
+                summary = tf.summary.scalar("loss", v * 2.0)
+            with tf.Session(c.worker.target, config=c.config) as sess:
+                assert sorted(sess.run(missing).tolist()) == [b"v", b"w"]
+                sess.run(v.initializer)
+                assert sess.run(missing).tolist() == [b"w"]
+                sess.run(w.initializer)
+                assert sess.run(missing).shape == (0,)
+                proto = tf.Summary.FromString(sess.run(summary))
+                assert proto.value[0].tag == "loss" and proto.value[0].simple_value == 2.0

@@ -261,7 +261,7 @@ _TF_REQUIRED_ATTRS = {
                                                     "AvgPoolGrad")},
 }
 # Op types of TensorWeave's own, which TF does not have: only TensorWeave writes GraphDefs naming them.
-_OWN_OP_TYPES = {"ReducedShape", "ReportUninitialized", "_OrthogonalBasis"}
+_OWN_OP_TYPES = {"ReducedShape", "_OrthogonalBasis"}
 
 
 def test_every_attr_an_op_reads_is_required_by_tf_or_has_a_default(monkeypatch):

@@ -9,7 +9,9 @@ A frame is a fixed 24-byte prefix, a bounded variable part and a raw payload:
 
 Everything is little-endian. The reader checks every field against fixed tables and configurable
 limits before it allocates anything, then receives the payload straight into `np.empty(shape,
-dtype)`. Nothing received is unpickled or evaluated; a bad frame raises `FrameError`.
+dtype)`. A string tensor (dtype 7, DT_STRING) carries one u64 length per element and then the
+elements' bytes (`compression.encode_strings`), and is read as an object array of `bytes`.
+Nothing received is unpickled or evaluated; a bad frame raises `FrameError`.
 """
 
 import enum
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 
 import ml_dtypes
 import numpy as np
+
+from tensorweave.distributed.compression import decode_strings, encode_strings
 
 MAGIC = b"TWDF"
 VERSION = 1
@@ -60,6 +64,7 @@ _DTYPES = {
     10: np.dtype("?"), 8: np.dtype("<c8"), 18: np.dtype("<c16"),
 }
 _ENUMS = {dt.newbyteorder("=") if dt.byteorder != "|" else dt: e for e, dt in _DTYPES.items()}
+_STRING = 7  # TF's DT_STRING: object arrays of bytes/str, framed as lengths + bytes
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class Frame:
 def dtype_enum(dtype):
     """The TF DataType enum number the wire uses for a NumPy dtype; FrameError if it cannot travel."""
     dt = np.dtype(dtype)
+    if dt.hasobject or dt.kind in "SU":
+        return _STRING
     key = dt.newbyteorder("=") if dt.byteorder not in ("|", "=") else dt
     try:
         return _ENUMS[key]
@@ -110,13 +117,19 @@ def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TE
         if not isinstance(array, (np.ndarray, np.generic)):
             raise FrameError(f"TENSOR frame {key!r} needs a numpy array, got {type(array).__name__}")
         code = dtype_enum(array.dtype)
-        wire = np.asarray(array, dtype=_DTYPES[code], order="C")  # keeps 0-d arrays 0-d
-        if wire.ndim > MAX_RANK:
-            raise FrameError(f"rank {wire.ndim} of {key!r} exceeds {MAX_RANK}")
-        if wire.nbytes > limits.max_payload_bytes:
-            raise FrameError(f"payload of {key!r} is {wire.nbytes} bytes, over the "
+        if array.ndim > MAX_RANK:
+            raise FrameError(f"rank {array.ndim} of {key!r} exceeds {MAX_RANK}")
+        if code == _STRING:
+            try:
+                shape, payload = array.shape, memoryview(encode_strings(array))
+            except ValueError as e:
+                raise FrameError(f"string tensor {key!r}: {e}") from None
+        else:
+            wire = np.asarray(array, dtype=_DTYPES[code], order="C")  # keeps 0-d arrays 0-d
+            shape, payload = wire.shape, wire.reshape(-1).view(np.uint8).data
+        if payload.nbytes > limits.max_payload_bytes:
+            raise FrameError(f"payload of {key!r} is {payload.nbytes} bytes, over the "
                              f"{limits.max_payload_bytes}-byte limit")
-        shape, payload = wire.shape, wire.reshape(-1).view(np.uint8).data
     elif array is not None:
         raise FrameError(f"{frame_type.name} frames carry no array")
     else:
@@ -198,6 +211,8 @@ class FrameReader:
         meta = _unpack_meta(mask, [_META.unpack_from(var, pos + i * _META.size)[0] for i in range(n_meta)])
         if ftype is not FrameType.TENSOR:
             return Frame(ftype, key, None, encoding, meta)
+        if code == _STRING:
+            return Frame(ftype, key, self._read_strings(shape, nbytes, key), encoding, meta)
         if code not in _DTYPES:
             raise FrameError(f"unsupported dtype enum {code} for tensor {key!r}")
         dtype = _DTYPES[code]
@@ -207,6 +222,18 @@ class FrameReader:
         if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
             raise FrameError(f"bool tensor {key!r} holds bytes other than 0 and 1")
         return Frame(ftype, key, array, encoding, meta)
+
+    def _read_strings(self, shape, nbytes, key):
+        # Each element costs at least its 8-byte length, so the payload bound bounds the count.
+        _check_shape(shape, np.dtype("<u8"), None, key, self._limits)
+        if math.prod(shape) * 8 > nbytes:
+            raise FrameError(f"string tensor {key!r} of shape {list(shape)} needs more than its {nbytes} bytes")
+        payload = bytearray(nbytes)
+        self._fill(memoryview(payload))
+        try:
+            return decode_strings(payload, shape)
+        except ValueError as e:
+            raise FrameError(f"string tensor {key!r}: {e}") from None
 
     def _fill(self, view, at_boundary=False):
         """Fills `view` completely; False on end of stream before the first byte if at a boundary."""
@@ -284,6 +311,6 @@ def _check_shape(shape, dtype, nbytes, key, limits):
             raise FrameError(f"shape {list(shape)} of tensor {key!r} exceeds the payload limit")
     if 0 in shape:
         count = 0
-    if count * dtype.itemsize != nbytes:
+    if nbytes is not None and count * dtype.itemsize != nbytes:
         raise FrameError(f"shape {list(shape)} x {dtype.itemsize} bytes of tensor {key!r} does not "
                          f"match the payload byte count {nbytes}")
