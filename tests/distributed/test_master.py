@@ -1,6 +1,9 @@
 """The transport-neutral master over in-process workers: a PS model trained through master
 sessions matches a single-process session exactly, sessions share the PS variables, tensors cross
-tasks both ways, a failing op fails only its step, and closing a session releases its graphs."""
+tasks both ways, a failing op fails only its step, and closing a session releases its graphs.
+Device filters keep a session off the tasks they leave out; idle sessions are collected."""
+
+import threading
 
 import numpy as np
 import pytest
@@ -212,3 +215,119 @@ def test_step_ids_are_unique_and_fit_int64(master):
     assert 0 < master._step_base < 1 << 63
     with pytest.raises(ValueError, match="No worker"):
         Master(CLUSTER, {PS: Worker(PS)})
+
+
+# -- device filters --------------------------------------------------------------------------------
+
+class _DeadWorker:
+    """A task that is gone: every call fails as a dead gRPC peer's would."""
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            raise errors.UnavailableError(None, None, f"{name}: task is dead")
+        return call
+
+
+class _CallLog:
+    """Forwards every call to `worker` and records its method name."""
+
+    def __init__(self, worker):
+        self._worker, self.calls = worker, []
+
+    def __getattr__(self, name):
+        method = getattr(self._worker, name)
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+        return call
+
+
+def _ps_and_worker0_graph():
+    with tf.Graph().as_default() as g:
+        with tf.device("/job:ps/task:0"):
+            v = tf.Variable(np.float32(2.0), name="v")
+        with tf.device("/job:worker/task:0"):
+            doubled = tf.multiply(v, 2.0, name="doubled")
+        init = tf.global_variables_initializer()
+    return g.as_graph_def().SerializeToString(), init.name, doubled.name
+
+
+def test_device_filters_leave_a_dead_task_out_of_the_session_entirely():
+    logs = {PS: _CallLog(Worker(PS)), W0: _CallLog(Worker(W0))}
+    dead = _CallLog(_DeadWorker())
+    master = Master(CLUSTER, {**logs, W1: dead})
+    graph_def, init, doubled = _ps_and_worker0_graph()
+    with pytest.raises(errors.UnavailableError, match="get_status"):
+        master.create_session(graph_def)  # without filters every task is asked
+    dead.calls.clear()
+
+    config = tf.ConfigProto(device_filters=["/job:ps", "/job:worker/task:0"])
+    handle = master.create_session(graph_def, config)
+    master.run(handle, {}, [], [init])
+    assert master.run(handle, {}, [doubled])[doubled] == 4.0
+    assert master.list_devices(handle) == [PS + "/device:CPU:0", W0 + "/device:CPU:0"]
+    master.close_session(handle)
+    assert dead.calls == []  # not asked for its status, given no graph, not told of the close
+    assert all("close_session" in log.calls for log in logs.values())
+    assert all(not log._worker.graph_handles() for log in logs.values())
+
+
+def test_device_filters_that_match_no_task_fail_naming_them(master):
+    graph_def, _, _ = _ps_and_worker0_graph()
+    with pytest.raises(errors.InvalidArgumentError, match="/job:chief"):
+        master.create_session(graph_def, tf.ConfigProto(device_filters=["/job:chief"]))
+
+
+# -- idle sessions -----------------------------------------------------------------------------------
+
+class _FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_collect_idle_closes_sessions_unused_for_that_long_and_never_a_running_one(workers):
+    clock = _FakeClock()
+    master = Master(CLUSTER, workers, clock=clock)
+    with tf.Graph().as_default() as g, tf.device("/job:worker/task:1"):
+        a = tf.placeholder(tf.float32, [], name="a")
+        out = tf.multiply(a, 3.0, name="out")
+    graph_def = g.as_graph_def().SerializeToString()
+    gone, kept = master.create_session(graph_def), master.create_session(graph_def)
+    for handle in (gone, kept):
+        assert master.run(handle, {"a:0": np.float32(1.0)}, [out.name])[out.name] == 3.0
+    clock.now = 5.0
+    master.extend_session(kept, graph_def)  # an extend counts as use
+    clock.now = 10.0
+    assert master.collect_idle(10.0) == [gone]
+    assert len(workers[W1].graph_handles()) == 0  # `gone`'s graph released; `kept` re-registers on use
+    with pytest.raises(errors.AbortedError, match="collected as idle"):
+        master.run(gone, {"a:0": np.float32(1.0)}, [out.name])
+    assert master.run(kept, {"a:0": np.float32(2.0)}, [out.name])[out.name] == 6.0
+
+    # A session whose step is running is not collected, however long the step takes.
+    started, release = threading.Event(), threading.Event()
+    slow_worker = workers[W1]
+    run_graph = slow_worker.run_graph
+
+    def slow_run_graph(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        return run_graph(*args, **kwargs)
+
+    slow_worker.run_graph = slow_run_graph
+    step = threading.Thread(target=master.run, args=(kept, {"a:0": np.float32(1.0)}, [out.name]))
+    step.start()
+    assert started.wait(10)
+    clock.now = 100.0
+    assert master.collect_idle(10.0) == []
+    release.set()
+    step.join(10)
+    assert master.collect_idle(10.0) == []  # the step just ended: used at 100
+    clock.now = 110.0
+    assert master.collect_idle(10.0) == [kept]
+    assert all(not wk.graph_handles() for wk in workers.values())
+    master.close_session(kept)  # closing a collected session is a no-op
