@@ -12,6 +12,7 @@ channel's keepalives (`grpc_auth.channel_options`).
 """
 
 import contextlib
+import re
 import threading
 
 import grpc
@@ -23,8 +24,10 @@ from tensorweave.distributed.protocol import tensorweave_service_pb2_grpc as pb_
 from tensorweave.distributed.transport import grpc_auth, tls
 from tensorweave.distributed.worker import WorkerStatus
 from tensorweave.framework import errors
+from tensorweave.framework.device_spec import DeviceSpec
+from tensorweave.framework.graph_io import imports_for_peers
 from tensorweave.runtime import config as config_lib
-from tensorweave.runtime.session import step_timeout
+from tensorweave.runtime.session import DeviceAttributes, step_timeout
 
 SETUP_TIMEOUT_SECONDS = 30.0
 _RECV_POLL_SECONDS = 0.5
@@ -51,16 +54,75 @@ def op_error(rpc_error, where):
 
 
 def _serve(method):
-    """Runs a servicer method, answering its exceptions with the matching gRPC status."""
+    """Runs a servicer method, answering its exceptions with the matching gRPC status. Graphs it
+    imports come from another process, so their ops name their GraphDef node, not a site here."""
     def wrapper(self, request, context):
         try:
-            return method(self, request, context)
+            with imports_for_peers():
+                return method(self, request, context)
         except Exception as e:  # noqa: BLE001 - every failure becomes a status, never a crash
             message = e.message if isinstance(e, errors.OpError) else f"{type(e).__name__}: {e}"
             context.abort(status_code(e), message)
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
     return wrapper
+
+
+def _parse_field(message, data, what):
+    """`message` parsed from `data`, the bytes of field `what` of a request; InvalidArgumentError
+    naming the field when they do not parse."""
+    try:
+        message.ParseFromString(data)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise errors.InvalidArgumentError(None, None, f"Cannot parse {what} ({len(data)} bytes) as "
+                                          f"{message.DESCRIPTOR.name}: {e}") from None
+    return message
+
+
+class _Unparsable:
+    """A request body that is not a message of its method's request type."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
+def _lenient_parser(request_type):
+    # gRPC answers a deserializer's exception with INTERNAL "Exception deserializing request!"
+    # before any servicer code runs; a marker lets the handler answer INVALID_ARGUMENT instead.
+    def parse(body):
+        try:
+            return request_type.FromString(body)
+        except Exception as e:  # noqa: BLE001 - DecodeError, RecursionError: the body is bad either way
+            return _Unparsable(f"{type(e).__name__}: {e}")
+    return parse
+
+
+def _checked(method, path, request_type):
+    def handle(request, context):
+        if isinstance(request, _Unparsable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{path}: the request body is not a valid "
+                          f"{request_type.DESCRIPTOR.name} ({request.reason})")
+        return method(request, context)
+    return handle
+
+
+def service_handler(service_name, servicer):
+    """The gRPC handler serving `servicer` as service `service_name` ("Master", "Worker") of
+    tensorweave_service.proto. Unlike the generated `add_*Servicer_to_server`, a request body
+    that does not parse is answered INVALID_ARGUMENT naming the method (the servicer is not
+    called), not INTERNAL. A server's interceptors (the token check) still run first."""
+    service = pb.DESCRIPTOR.services_by_name[service_name]
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            raise TypeError(f"{service.full_name}.{method.name} streams; only unary methods are served")
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _checked(getattr(servicer, method.name), f"/{service.full_name}/{method.name}", request_type),
+            request_deserializer=_lenient_parser(request_type),
+            response_serializer=response_type.SerializeToString)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
 def make_channel(address, token=None, credentials=None):
@@ -98,8 +160,8 @@ class MasterServicer(pb_grpc.MasterServicer):
 
     @_serve
     def CreateSession(self, request, context):
-        config = config_pb2.ConfigProto()
-        config.ParseFromString(request.config)  # may carry transfer_encoding (tensor_codec.config_to_wire)
+        # The config may carry transfer_encoding (tensor_codec.config_to_wire).
+        config = _parse_field(config_pb2.ConfigProto(), request.config, "CreateSessionRequest.config")
         handle = self._master.create_session(request.graph_def, config)
         with self._lock:
             self._versions[handle] = 0
@@ -122,14 +184,19 @@ class MasterServicer(pb_grpc.MasterServicer):
     def RunStep(self, request, context):
         if request.partial_run_handle:
             raise errors.UnimplementedError(None, None, "Partial runs are not supported over gRPC yet")
-        options = config_pb2.RunOptions()
-        options.ParseFromString(request.options)
+        options = _parse_field(config_pb2.RunOptions(), request.options, "RunStepRequest.options")
         feeds = _decode_tensors(request.feeds)
         metadata = config_pb2.RunMetadata() if options.trace_level == config_pb2.RunOptions.FULL_TRACE else None
         out = self._master.run(request.session_handle, feeds, list(request.fetches), list(request.targets),
                                options, metadata)
         return pb.RunStepResponse(tensors=[tensor_codec.to_named_tensor(n, out[n]) for n in request.fetches],
                                   metadata=metadata.SerializeToString() if metadata is not None else b"")
+
+    def forget(self, session_handles):
+        """Drops what this servicer keeps of sessions the master closed on its own (idle ones)."""
+        with self._lock:
+            for handle in session_handles:
+                self._versions.pop(handle, None)
 
     @_serve
     def CloseSession(self, request, context):
@@ -140,8 +207,26 @@ class MasterServicer(pb_grpc.MasterServicer):
 
     @_serve
     def ListDevices(self, request, context):
-        return pb.ListDevicesResponse(local_device=[pb.DeviceAttributes(name=n)
-                                                    for n in self._master.list_devices()])
+        # With a session: the devices it may use (its device filters), as known when it began.
+        if request.session_handle:
+            session = self._master.session(request.session_handle)
+            devices = [(name, session.incarnations.get(name, 0)) for name in session.devices]
+        else:
+            devices = [(name, status.incarnation) for status in
+                       (worker.get_status() for worker in self._master.workers.values())
+                       for name in status.device_names]
+        own_task = _task_of(self._master.default_device)
+        out = pb.ListDevicesResponse()
+        for name, incarnation in devices:
+            spec = DeviceSpec.from_string(name)
+            field = out.local_device if _task_of(name) == own_task else out.remote_device
+            field.add(name=name, device_type=spec.device_type or "", incarnation=incarnation)
+        return out
+
+
+def _task_of(device_name):
+    spec = DeviceSpec.from_string(device_name)
+    return spec.job, spec.replica or 0, spec.task
 
 
 # -- worker --------------------------------------------------------------------------------------
@@ -174,8 +259,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):
 
     @_serve
     def RunGraph(self, request, context):
-        options = config_pb2.RunOptions()
-        options.ParseFromString(request.options)
+        options = _parse_field(config_pb2.RunOptions(), request.options, "RunGraphRequest.options")
         timeout = options.timeout_in_ms / 1000.0 if options.timeout_in_ms > 0 else None
         sends = _decode_tensors(request.sends)
         stats = step_stats_pb2.StepStats() if options.trace_level == config_pb2.RunOptions.FULL_TRACE else None
@@ -194,11 +278,15 @@ class WorkerServicer(pb_grpc.WorkerServicer):
     def RecvTensor(self, request, context):
         done = threading.Event()
         box = []
-        self._table.take(request.step_id, request.rendezvous_key,
-                         lambda value, error: (box.append((value, error)), done.set()))
-        # Waits as long as the consumer does: its cancellation (step aborted, deadline) ends this.
+        withdraw = self._table.take(request.step_id, request.rendezvous_key,
+                                    lambda value, error: (box.append((value, error)), done.set()))
+        # Waits as long as the consumer does: its cancellation (step aborted, deadline) ends this,
+        # and takes the waiter back at once, so the consumer's retry of the key can wait for it.
+        if not context.add_callback(withdraw):
+            withdraw()
         while not done.wait(_RECV_POLL_SECONDS):
             if not context.is_active():
+                withdraw()
                 raise errors.CancelledError(None, None, f"Receive of {request.rendezvous_key!r} was cancelled")
         value, error = box[0]
         if error is not None:
@@ -462,12 +550,21 @@ class GrpcSessionRuntime:
             feeds=[tensor_codec.to_named_tensor(t.name, v) for t, v in zip(feeds, feed_values, strict=True)],
             fetches=list(dict.fromkeys(names)), targets=[op.name for op in targets],
             options=options.SerializeToString() if options is not None else b"")
-        r = watched_call(self._stub.RunStep, self._health, request, step_timeout(options, self.config),
-                         f"master at {self.address}, RunStep")
+        try:
+            r = watched_call(self._stub.RunStep, self._health, request, step_timeout(options, self.config),
+                             f"master at {self.address}, RunStep")
+        except errors.OpError as e:
+            raise with_client_op(e, self.graph) from None
         if run_metadata is not None and r.metadata:
             run_metadata.MergeFromString(r.metadata)  # step_stats of a FULL_TRACE step
         out = _decode_tensors(r.tensors)
         return [out[n] for n in names]
+
+    def list_devices(self):
+        """The devices of the cluster this session may use (`tf.Session.list_devices`)."""
+        r = self._call("ListDevices", pb.ListDevicesRequest(session_handle=self.handle), SETUP_TIMEOUT_SECONDS)
+        return [DeviceAttributes(d.name, d.device_type, d.memory_limit_bytes, d.incarnation)
+                for d in [*r.local_device, *r.remote_device]]
 
     def close(self):
         try:
@@ -478,3 +575,24 @@ class GrpcSessionRuntime:
 
 def _graph_size(graph):
     return (len(graph.get_operations()), graph._mutation_version)
+
+
+# "[[node NAME (defined at SITE)]]", as errors.OpError writes it; SITE may hold parentheses.
+_NODE_LINE = re.compile(r"\[\[node (?P<name>\S+) \(defined at (?P<site>.*?)\)\]\]")
+
+
+def with_client_op(error, graph):
+    """`error` from a server, pointing at the op of the client's `graph` it names: the op is set
+    as `error.op` and the message says where the client defined it (the server only knows the
+    GraphDef node it imported). An error naming no op of `graph` is returned as is."""
+    match = _NODE_LINE.search(error.message)
+    if match is None:
+        return error
+    try:
+        op = graph.get_operation_by_name(match["name"])
+    except (KeyError, ValueError):
+        return error  # a node the partitioner made (_recv_0, _send_1), not one of the client's
+    message = (error.message[:match.start("site")] + op.creation_site + error.message[match.end("site"):])
+    out = type(error)(error.node_def, None, message)
+    out.op = op
+    return out

@@ -48,6 +48,7 @@ class RemoteRendezvous:
         self._fetch_remote = fetch_remote
         self._lock = threading.Lock()
         self._in_flight = {}   # key -> cancel function of a remote fetch
+        self._takers = {}      # key -> waiter of a remote consumer (`take_local`)
         self._error = None
         self.transfer_encoding = "none"
         self._transfers = []   # (key, payload bytes, encoding) of each tensor fetched from a peer
@@ -113,8 +114,36 @@ class RemoteRendezvous:
             return list(self._transfers)
 
     def take_local(self, key, callback):
-        """Hands a value produced on this task to a remote consumer (the RecvTensor handler)."""
-        self._local.recv_async(key, callback)
+        """Hands a value produced on this task to a remote consumer (the RecvTensor handler), now
+        or once it is sent. Returns `withdraw()`, which takes the waiter back if the consumer gave
+        up before the value came (True if it was still waiting).
+
+        A key has one consumer, so a newer take of a key replaces a waiting one: the consumer
+        retried (its earlier call timed out or its connection broke, maybe before this task
+        noticed) and the earlier waiter gets CancelledError instead of the value."""
+        def deliver(value, error):
+            with self._lock:
+                if self._takers.get(key) is deliver:
+                    del self._takers[key]
+            callback(value, error)
+
+        with self._lock:
+            previous = self._takers.get(key)
+            self._takers[key] = deliver
+        replaced = previous is not None and self._local.cancel(key, previous)
+        self._local.recv_async(key, deliver)
+        if replaced:  # after the new waiter is in: telling the old one may release an empty step
+            previous(None, errors.CancelledError(None, None, f"Receive of {key!r} was replaced by a newer "
+                                                 "receive of the same key"))
+
+        def withdraw():
+            if not self._local.cancel(key, deliver):
+                return False
+            with self._lock:
+                if self._takers.get(key) is deliver:
+                    del self._takers[key]
+            return True
+        return withdraw
 
     def abort(self, error):
         """Fails every pending receive, local and remote, and every later one, with `error`."""
@@ -180,18 +209,26 @@ class StepRendezvousTable:
 
     def take(self, step_id, key, callback):
         """Hands the value of `key` (sent on this task in step `step_id`) to `callback(value, error)`,
-        waiting for it if the step has not sent it yet."""
+        waiting for it if the step has not sent it yet. Returns `withdraw()`: a caller that gives
+        up (its RPC was cancelled) takes its waiter back, so a later take of the key can wait."""
         with self._lock:
             entry = self._find_or_create(step_id)
-        rendezvous = entry.rendezvous
 
-        def deliver(value, error):
-            callback(value, error)
+        def release():
             with self._lock:
                 if self._entries.get(step_id) is entry:
                     self._release_if_done(step_id, entry)
 
-        rendezvous.take_local(key, deliver)
+        def deliver(value, error):
+            callback(value, error)
+            release()
+
+        withdraw_waiter = entry.rendezvous.take_local(key, deliver)
+
+        def withdraw():
+            if withdraw_waiter():
+                release()
+        return withdraw
 
     def cleanup(self, step_id, error=None):
         """Aborts step `step_id` here (kept as a tombstone until it is old, so late receives fail)."""

@@ -14,13 +14,13 @@ config (`transport.tls`) both ports serve TLS, and mutual TLS when a CA file is 
 
 import concurrent.futures
 import logging
+import threading
 
 import grpc
 
 from tensorweave.distributed import grpc_services, peer_transport
 from tensorweave.distributed.cluster import ClusterSpec, _split_host_port
 from tensorweave.distributed.master import Master
-from tensorweave.distributed.protocol import tensorweave_service_pb2_grpc as pb_grpc
 from tensorweave.distributed.remote_rendezvous import StepRendezvousTable
 from tensorweave.distributed.transport import grpc_auth, tls
 from tensorweave.distributed.transport.data_channel import DataChannelServer
@@ -32,6 +32,10 @@ from tensorweave.runtime import config as config_lib
 _log = logging.getLogger(__name__)
 # Steps block a handler thread per partition and per cross-task receive, so the pool is generous.
 DEFAULT_MAX_HANDLER_THREADS = 128
+# Sessions and registered graphs no step used for this long are released (their client or master
+# went away without closing them), checked this often.
+DEFAULT_MAX_IDLE_SECONDS = 3600.0
+DEFAULT_COLLECT_INTERVAL_SECONDS = 60.0
 
 
 class Server:
@@ -41,10 +45,18 @@ class Server:
     (defaults: the only job, task 0). `target` is the "grpc://host:port" a `tf.Session` connects to.
     data_port: the data channel's port (0: chosen by the OS; None: no data channel, tensors
     travel over gRPC).
+    max_idle_seconds / collect_interval_seconds: every `collect_interval_seconds` while it
+    serves, the server closes its master's sessions and releases its worker's graphs that no
+    step used for `max_idle_seconds` (clients that vanished without closing them).
     """
 
     def __init__(self, server_or_cluster_def, job_name=None, task_index=None, protocol=None, config=None,
-                 start=True, *, max_handler_threads=DEFAULT_MAX_HANDLER_THREADS, data_port=0):
+                 start=True, *, max_handler_threads=DEFAULT_MAX_HANDLER_THREADS, data_port=0,
+                 max_idle_seconds=DEFAULT_MAX_IDLE_SECONDS,
+                 collect_interval_seconds=DEFAULT_COLLECT_INTERVAL_SECONDS):
+        if not max_idle_seconds > 0 or not collect_interval_seconds > 0:
+            raise ValueError(f"max_idle_seconds and collect_interval_seconds must be positive, got "
+                             f"{max_idle_seconds!r} and {collect_interval_seconds!r}")
         if protocol not in (None, "grpc"):
             raise ValueError(f"Server protocol must be 'grpc', got {protocol!r}")
         cluster = server_or_cluster_def if isinstance(server_or_cluster_def, ClusterSpec) \
@@ -96,11 +108,11 @@ class Server:
         self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_handler_threads,
                                                                          thread_name_prefix="tensorweave-rpc"),
                                    interceptors=interceptors, options=grpc_auth.server_options())
-        pb_grpc.add_MasterServicer_to_server(grpc_services.MasterServicer(self.master), self._server)
-        pb_grpc.add_WorkerServicer_to_server(
-            grpc_services.WorkerServicer(self.worker, self.rendezvous,
-                                         self._data_server.port if self._data_server is not None else 0),
-            self._server)
+        self._master_servicer = grpc_services.MasterServicer(self.master)
+        self._server.add_generic_rpc_handlers((
+            grpc_services.service_handler("Master", self._master_servicer),
+            grpc_services.service_handler("Worker", grpc_services.WorkerServicer(
+                self.worker, self.rendezvous, self._data_server.port if self._data_server is not None else 0))))
         if token is None:
             if host not in ("127.0.0.1", "localhost"):
                 _log.warning("No cluster token configured: task %s serves on 127.0.0.1:%s only (set "
@@ -126,6 +138,11 @@ class Server:
             if self._data_server is not None:
                 self._data_server.stop()
             raise errors.UnavailableError(None, None, f"Cannot listen on {bind} for task {self.task_name}{reason}")
+        self._max_idle_seconds = max_idle_seconds
+        self._collect_interval_seconds = collect_interval_seconds
+        self._stopping = threading.Event()
+        self._collector = threading.Thread(target=self._collect_idle_loop, daemon=True,
+                                           name=f"tensorweave-collect-idle-{job_name}-{task_index}")
         self._started = self._stopped = False
         if start:
             self.start()
@@ -147,6 +164,7 @@ class Server:
         if not self._started:
             self._started = True
             self._server.start()
+            self._collector.start()
 
     def join(self):
         """Blocks until the server stops."""
@@ -157,6 +175,9 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        self._stopping.set()
+        if self._collector.is_alive():
+            self._collector.join(grace + 10.0)  # a round in progress may wait on a silent task
         self.rendezvous.abort_all(errors.UnavailableError(None, None, f"Task {self.task_name} stopped"))
         self._server.stop(grace).wait(grace + 5.0)
         if self._data_server is not None:
@@ -164,6 +185,25 @@ class Server:
         self.transport.close()
         for client in self._clients.values():
             client.close()
+
+    def collect_idle(self):
+        """Closes the master's sessions and releases the worker's graphs that no step used for
+        `max_idle_seconds` (done every `collect_interval_seconds` while serving); returns
+        (session handles, graph handles) released."""
+        sessions = self.master.collect_idle(self._max_idle_seconds)
+        self._master_servicer.forget(sessions)
+        graphs = self.worker.collect_idle(self._max_idle_seconds)
+        if sessions or graphs:
+            _log.info("Task %s released %d idle sessions and %d idle graphs", self.task_name, len(sessions),
+                      len(graphs))
+        return sessions, graphs
+
+    def _collect_idle_loop(self):
+        while not self._stopping.wait(self._collect_interval_seconds):
+            try:
+                self.collect_idle()
+            except Exception:  # noqa: BLE001 - a failed round must not end collection
+                _log.exception("Task %s: collecting idle sessions and graphs failed", self.task_name)
 
     @property
     def data_port(self):

@@ -13,8 +13,8 @@ rendezvous. The gRPC servicer wraps this class; tests drive it directly.
   op) always run; feeds cut their producers. Plans are compiled lazily, one per device present,
   per (feeds, fetches) signature.
 - Graphs are released by `deregister_graph`, by `close_session` (all of a session's graphs) and
-  by `collect_idle` (graphs no step used for a while), so a worker never keeps every graph a
-  client ever registered.
+  by `collect_idle` (sessions none of whose graphs a step used for a while; the server calls it
+  periodically), so a worker never keeps every graph a client ever registered.
 """
 
 import dataclasses
@@ -171,10 +171,15 @@ class Worker:
         return len(handles)
 
     def collect_idle(self, max_idle_seconds):
-        """Releases graphs no step has used for `max_idle_seconds` (none running); returns their handles."""
+        """Releases the graphs of each session none of whose graphs a step used (or was
+        registered) for `max_idle_seconds`, none running: its master went away without closing
+        it. Returns the handles released. A session's graphs go together, so a live session's
+        rarely run signature is not lost while its other graphs run."""
         now = self._clock()
         with self._lock:
-            idle = [h for h, g in self._graphs.items() if not g.running and now - g.last_used >= max_idle_seconds]
+            busy = {g.session_handle for g in self._graphs.values()
+                    if g.running or now - g.last_used < max_idle_seconds}
+            idle = sorted(h for h, g in self._graphs.items() if g.session_handle not in busy)
             for h in idle:
                 del self._graphs[h]
         return idle
@@ -194,7 +199,8 @@ class Worker:
         step (on this task and others); `step_id` is part of every key. A failing device aborts
         the rendezvous so the step's other partitions fail instead of waiting. `timeout`
         (seconds) bounds waits for received tensors; None takes the session's
-        `operation_timeout_in_ms`, if any. NotFoundError for an unknown handle.
+        `operation_timeout_in_ms`, if any. NotFoundError for an unknown handle; AbortedError
+        for one registered with an earlier incarnation of this task (it restarted).
         The session's `transfer_encoding` is handed to a rendezvous that fetches from other tasks
         (one with a `transfer_encoding` attribute); `step_stats` (a TF StepStats message, when the
         step is traced) receives the tensors it fetched (`tensor_codec.transfer_step_stats`).
@@ -202,7 +208,7 @@ class Worker:
         with self._lock:
             graph = self._graphs.get(graph_handle)
             if graph is None:
-                raise self._not_found(graph_handle)
+                raise self._unknown_for_step(graph_handle)
             graph.running += 1
             graph.last_used = self._clock()
             self._steps.setdefault(step_id, {})[id(rendezvous)] = rendezvous
@@ -363,6 +369,22 @@ class Worker:
     def _canonical(self, spec):
         return DeviceSpec(self._task.job, self._task.replica, self._task.task, spec.device_type,
                           spec.device_index).to_string()
+
+    def _unknown_for_step(self, handle):
+        # Handles begin with the incarnation that registered them: one of an earlier incarnation
+        # means this task restarted and lost the graph (and its variables), so the step is
+        # ABORTED as in TF and the client starts over; an unknown handle of this one is NOT_FOUND.
+        prefix, sep, number = handle.partition("-")
+        if sep and number.isdigit() and len(prefix) == 16 and prefix != self._handle_prefix:
+            try:
+                incarnation = int(prefix, 16)
+            except ValueError:
+                incarnation = 0
+            if incarnation:
+                return errors.AbortedError(
+                    None, None, f"Graph handle {handle!r} was registered with incarnation {incarnation:#x} of task "
+                    f"{self.task_name}, which restarted (now incarnation {self.incarnation:#x}) and lost it")
+        return self._not_found(handle)
 
     def _not_found(self, handle):
         return errors.NotFoundError(None, None, f"Graph handle {handle!r} is not registered with task "

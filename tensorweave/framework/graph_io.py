@@ -10,6 +10,8 @@ Attr values convert in `attr_values` and `tensor_protos`; what TF's op schemas s
 op type's attrs (type attrs, defaults, kinds) is in `tf_op_schemas`.
 """
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import os
@@ -25,10 +27,24 @@ from tensorweave.framework.attr_values import attr_value_of, has_kind, kind_of, 
 from tensorweave.framework.graph import Graph, get_default_graph
 from tensorweave.framework.operation import Operation, user_call_site
 from tensorweave.framework.tensor import Tensor
-from tensorweave.framework.tensor_protos import MalformedProto
+from tensorweave.framework.tensor_protos import MAX_EXPANDED_BYTES, MalformedProto, expanded_nbytes
 from tensorweave.framework.toposort import CycleError, kahn_order
 
 GRAPH_DEF_VERSION = 27  # the `versions.producer` we write
+
+_for_peers = contextvars.ContextVar("tensorweave_imports_for_peers", default=False)
+
+
+@contextlib.contextmanager
+def imports_for_peers():
+    """Within this block, ops imported from a GraphDef record the node they came from as their
+    definition site, not the import's call site: a server imports graphs that other processes
+    sent, and no file:line of its own says where their ops were defined."""
+    token = _for_peers.set(True)
+    try:
+        yield
+    finally:
+        _for_peers.reset(token)
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -97,6 +113,20 @@ def _node_attrs(node, op_type):
     return attrs
 
 
+def _expanded_bytes(node):
+    """The bytes the node's tensor attrs take once expanded beyond what the NodeDef holds, from
+    their declared shapes, before anything is allocated; raises `MalformedProto`."""
+    total = 0
+    for name, av in node.attr.items():
+        kind = av.WhichOneof("value")
+        tensors = [av.tensor] if kind == "tensor" else av.list.tensor if kind == "list" else ()
+        try:
+            total += sum(expanded_nbytes(t) for t in tensors)
+        except MalformedProto as e:
+            raise MalformedProto(f"attr {name!r}: {e}") from None
+    return total
+
+
 def strip_default_attrs(graph_def):
     """Removes attrs equal to TF's schema defaults (TF's `strip_default_attrs`), in place."""
     for node in graph_def.node:
@@ -141,6 +171,7 @@ class _Plan:
             if node.name in self.nodes:
                 raise _error(node.name, node.op, "the GraphDef has two nodes of this name")
             self.nodes[node.name] = node
+        expanded = 0  # bytes of tensor attrs beyond what the GraphDef holds (repeated last values)
         for node in graph_def.node:
             try:
                 op_def_lib.get_op_def(node.op)
@@ -148,6 +179,13 @@ class _Plan:
                 raise _error(node.name, node.op, f"op type {node.op!r} is not registered in TensorWeave "
                              "(import the module defining it first, or the op is not supported)") from None
             try:
+                node_bytes = _expanded_bytes(node)
+                expanded += node_bytes
+                if expanded > MAX_EXPANDED_BYTES:
+                    raise MalformedProto(
+                        f"its tensor values would expand to {node_bytes} bytes ({expanded} with the nodes before "
+                        f"it), over the limit of {MAX_EXPANDED_BYTES} (a TensorProto may hold fewer values than "
+                        "its shape, the last one repeating, but not without bound)")
                 self.attrs[node.name] = _node_attrs(node, node.op)
             except Exception as e:  # noqa: BLE001 - any bad attr is this node's error
                 raise _error(node.name, node.op, str(e)) from None
@@ -247,7 +285,7 @@ def import_graph_def(graph_def, input_map=None, return_elements=None, name=None,
         wanted.append(element)
 
     created = {}
-    site = user_call_site()
+    site = None if _for_peers.get() else user_call_site()
     with graph.as_default(), graph.name_scope("import" if name is None else name):
         for node_name in plan.order:
             node = plan.nodes[node_name]
@@ -288,7 +326,9 @@ def import_graph_def(graph_def, input_map=None, return_elements=None, name=None,
 
 
 def _create(graph, node, attrs, inputs, controls, site):
-    where = f"{site} (import_graph_def node {node.name!r})"
+    where = f"import_graph_def node {node.name!r}"
+    if site is not None:
+        where = f"{site} ({where})"
     try:
         if controls:
             with graph.control_dependencies(controls):

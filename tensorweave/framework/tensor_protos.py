@@ -5,6 +5,7 @@ or in a typed field (`float_val`, ...) that may hold fewer values than the shape
 in one is ever evaluated.
 """
 
+import math
 import sys
 
 import numpy as np
@@ -13,7 +14,11 @@ from tensorboard.compat.proto import tensor_pb2
 from tensorweave.framework import dtypes
 from tensorweave.framework.tensor_shape import TensorShape
 
-_MAX_EXPANDED_ELEMENTS = 1 << 31  # a Const may repeat its last value; a GraphDef cannot ask for more
+# A TensorProto may hold fewer values than its shape asks for (the last one repeats), so a
+# 50-byte Const could declare terabytes. Values written out in `tensor_content` are bounded by the
+# message holding them; what is expanded is bounded here, in bytes whatever the dtype: well above
+# what a gRPC message (256 MiB by default) could hold written out, far below a task's memory.
+MAX_EXPANDED_BYTES = 1 << 30
 
 _TYPED_FIELDS = {
     dtypes.float32: "float_val", dtypes.float64: "double_val", dtypes.int32: "int_val",
@@ -81,16 +86,35 @@ def shape_of_proto(proto):
     return TensorShape(proto)
 
 
-def ndarray_of(proto):
-    """`make_ndarray`, raising `MalformedProto`."""
+def _declared(proto):
+    """(dtype, dims, element count) of a tensor value, from its header alone."""
     dtype = dtype_of_enum(proto.dtype)
     shape = shape_of_proto(proto.tensor_shape)
     if not shape.is_fully_defined():
         raise MalformedProto(f"a tensor value needs a fully defined shape, got {shape}")
     dims = tuple(shape.as_list())
-    n = int(np.prod(dims, dtype=np.int64)) if dims else 1
-    if n > _MAX_EXPANDED_ELEMENTS:
-        raise MalformedProto(f"tensor of shape {list(dims)} is too large")
+    return dtype, dims, math.prod(dims)  # exact: a product over int64 could wrap around
+
+
+def expanded_nbytes(proto):
+    """The bytes `ndarray_of(proto)` would allocate beyond what `proto` holds: 0 when
+    `tensor_content` holds every value, else the declared size (values repeated or zeros; a
+    string element counts as one reference). Reads the header only; raises `MalformedProto`."""
+    dtype, _, n = _declared(proto)
+    if proto.tensor_content and dtype is not dtypes.string:
+        return 0
+    itemsize = np.dtype(object if dtype is dtypes.string else dtype.as_numpy_dtype).itemsize
+    return n * itemsize
+
+
+def ndarray_of(proto):
+    """`make_ndarray`, raising `MalformedProto` (also for a value that would expand to more than
+    `MAX_EXPANDED_BYTES`)."""
+    dtype, dims, n = _declared(proto)
+    nbytes = expanded_nbytes(proto)
+    if nbytes > MAX_EXPANDED_BYTES:
+        raise MalformedProto(f"a {dtype.name} tensor of shape {list(dims)} would expand to {nbytes} bytes, over "
+                             f"the limit of {MAX_EXPANDED_BYTES}")
     if dtype is dtypes.string:
         values = list(proto.string_val)
         array = np.empty(n, dtype=object)

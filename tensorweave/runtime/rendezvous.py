@@ -52,6 +52,15 @@ class LocalRendezvous:
         else:
             callback(value, None)
 
+    def cancel(self, key, callback):
+        """Withdraws `callback`, waiting for `key`, before any value reached it (its receiver gave
+        up). Returns whether it was withdrawn; False once it has been called or was never waiting."""
+        with self._lock:
+            if self._waiters.get(key) is not callback:
+                return False
+            del self._waiters[key]
+            return True
+
     def recv(self, key, timeout=None):
         """Blocks for the value of `key`; raises DeadlineExceededError after `timeout` seconds."""
         done = threading.Event()

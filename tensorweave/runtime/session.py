@@ -22,6 +22,29 @@ _step_ids = itertools.count(1)
 LOCAL_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
 
 
+class DeviceAttributes:
+    """A device as `Session.list_devices()` reports it (TF's `_DeviceAttributes`): its full
+    name, type ("CPU", "GPU"), memory limit in bytes (0: unknown) and incarnation (the random
+    number of its task's current start; 0: unknown)."""
+
+    __slots__ = ("device_type", "incarnation", "memory_limit_bytes", "name")
+
+    def __init__(self, name, device_type, memory_limit_bytes=0, incarnation=0):
+        self.name = name
+        self.device_type = device_type
+        self.memory_limit_bytes = memory_limit_bytes
+        self.incarnation = incarnation
+
+    @classmethod
+    def from_name(cls, name):
+        """The attributes of a device known only by its full name (its type is in the name)."""
+        return cls(name, device_spec.DeviceSpec.from_string(name).device_type or "")
+
+    def __repr__(self):
+        return (f"_DeviceAttributes({self.name}, {self.device_type}, {self.memory_limit_bytes}, "
+                f"{self.incarnation})")
+
+
 def register_session_factory(prefix, factory):
     """Registers `factory(target, graph, config) -> runtime` for targets starting with `prefix`."""
     if prefix in _FACTORIES:
@@ -76,6 +99,9 @@ class LocalRuntime:
         rendezvous = LocalRendezvous() if plan.dataflow is not None else None
         return run_plan(plan, feed_values, StepContext(next(_step_ids), options, rendezvous),
                         timeout=step_timeout(options, self.config))
+
+    def list_devices(self):
+        return [DeviceAttributes(self.device.name, self.device.device_type)]
 
     def close(self):
         self._plans.clear()
@@ -162,7 +188,13 @@ class BaseSession:
         return call
 
     def list_devices(self):
-        return [self._runtime.device.name]
+        """The devices this session can use, as `DeviceAttributes` (`.name`, `.device_type`,
+        `.memory_limit_bytes`, `.incarnation`): the process's CPU in-process; every device of
+        the cluster the session may use (its `device_filters`) on a server."""
+        if self._closed:
+            raise RuntimeError("Attempted to use a closed Session.")
+        return [d if isinstance(d, DeviceAttributes) else DeviceAttributes.from_name(d)
+                for d in self._runtime.list_devices()]
 
     def close(self):
         if not self._closed:

@@ -229,9 +229,6 @@ def test_a_missing_device_fails_naming_op_and_device_unless_soft_placement(clust
         np.testing.assert_array_equal(sess.run(on_gpu, feed), [0.0, 2.0, 4.0])
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/session.py Session.list_devices returns "
-                   "[self._runtime.device.name]: GrpcSessionRuntime has no `device` (AttributeError), and "
-                   "TF1 returns device attribute objects with .name/.device_type, not strings")
 def test_list_devices_of_a_grpc_session_names_the_cpu_of_every_task(cluster):
     with tf.Graph().as_default() as g:
         tf.constant(1.0)
@@ -243,8 +240,6 @@ def test_list_devices_of_a_grpc_session_names_the_cpu_of_every_task(cluster):
     assert {d.device_type for d in devices} == {"CPU"}
 
 
-@pytest.mark.xfail(strict=True, reason="autodiff/gradients.py accepts colocate_gradients_with_ops and ignores "
-                   "it: gradient ops take the device scope active where minimize()/gradients() is called")
 def test_colocate_gradients_with_ops_puts_each_gradient_on_its_ops_task():
     with tf.Graph().as_default() as g:
         _model_parallel_mlp(distributed=True)

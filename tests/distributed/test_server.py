@@ -137,12 +137,45 @@ def test_failing_op_on_the_ps_fails_the_step_and_the_next_step_works():
             with tf.device("/job:worker/task:0"):
                 c = tf.add(bad, 1.0, name="c")  # waits for the PS's tensor
         with tf.Session(servers[1].target, graph=g, config=_config()) as sess:
-            with pytest.raises(errors.InvalidArgumentError, match="bad"):
+            with pytest.raises(errors.InvalidArgumentError, match="bad") as info:
                 sess.run(c, {a: np.ones(4, np.float32)})
+            # The error points at the client's op and where the client defined it, not at the
+            # server's import of the GraphDef.
+            assert info.value.op is bad.op
+            assert f"[[node bad (defined at {bad.op.creation_site})]]" in info.value.message
+            assert "test_server.py" in bad.op.creation_site and "site-packages" not in info.value.message
             np.testing.assert_array_equal(sess.run(c, {a: np.ones(3, np.float32)}), [3.0, 3.0, 3.0])
     finally:
         for s in servers:
             s.stop()
+
+
+def test_sessions_and_graphs_left_behind_are_collected_once_idle():
+    cluster = ClusterSpec({"worker": [f"127.0.0.1:{free_ports(1)[0]}"]})
+    server = tf.train.Server(cluster, "worker", 0, config=_config(), max_idle_seconds=0.5,
+                             collect_interval_seconds=0.1)
+    try:
+        with tf.Graph().as_default() as g:
+            c = tf.add(tf.constant(1.0), 2.0, name="c")
+        sess = tf.Session(server.target, graph=g, config=_config())  # its client never closes it
+        assert sess.run(c) == 3.0
+        # A graph a master of another task registered here, whose master went away.
+        with tf.Graph().as_default() as other, tf.device("/job:worker/task:0"):
+            tf.constant(1.0, name="k")
+        orphan = server.worker.register_graph("a-vanished-master-session", other.as_graph_def())
+        assert len(server.worker.graph_handles()) == 2
+        deadline = time.monotonic() + 30
+        while server.worker.graph_handles() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.worker.graph_handles() == []
+        with pytest.raises(errors.NotFoundError, match=orphan):
+            server.worker.deregister_graph(orphan)
+        with pytest.raises(errors.AbortedError, match="is not found"):  # the master closed the session
+            sess.run(c)
+        sess.close()  # closing a collected session does not fail
+    finally:
+        server.stop()
+    assert not server._collector.is_alive()
 
 
 def test_ps_in_another_process():

@@ -321,3 +321,89 @@ def test_codec_rejects_what_cannot_travel_and_respects_max_bytes():
     with pytest.raises(ValueError, match="exceed the limit"):
         from_named_tensor(to_named_tensor("big", np.ones(100, np.float32)), max_bytes=399)
     assert from_named_tensor(to_named_tensor("big", np.ones(100, np.float32)), max_bytes=400)[1].size == 100
+
+
+def test_a_handle_of_an_earlier_incarnation_is_aborted_naming_the_restart():
+    before = Worker(TASK0, incarnation=0x1234)
+    handle = before.register_graph("s", _simple_graph_def())
+    after = Worker(TASK0, incarnation=0x5678)  # the task restarted: same name, new incarnation
+    with pytest.raises(errors.AbortedError, match=r"(?s)incarnation 0x1234.*restarted.*0x5678") as info:
+        _run_simple(after, handle)
+    assert handle in info.value.message
+    # An unknown handle of the current incarnation, or one not made by a worker, is just unknown.
+    with pytest.raises(errors.NotFoundError):
+        _run_simple(after, f"{after.incarnation:016x}-99")
+    with pytest.raises(errors.NotFoundError):
+        _run_simple(after, "zzzzzzzzzzzzzzzz-1")
+    with pytest.raises(errors.NotFoundError):  # releasing is idempotent: nothing of it is here
+        after.deregister_graph(handle)
+
+
+def test_idle_collection_releases_whole_sessions_and_spares_a_live_sessions_rare_graph():
+    now = [0.0]
+    w = Worker(TASK0, clock=lambda: now[0])
+    rare, busy = w.register_graph("live", _simple_graph_def()), w.register_graph("live", _simple_graph_def())
+    gone = w.register_graph("gone", _simple_graph_def())
+    for t in (30.0, 60.0, 90.0):
+        now[0] = t
+        _run_simple(w, busy)
+    assert w.collect_idle(60) == [gone]  # `rare` is 90 s idle, but its session ran 0 s ago
+    np.testing.assert_array_equal(_run_simple(w, rare), [3.0, 6.0])
+    now[0] = 200.0
+    assert w.collect_idle(60) == sorted([rare, busy])
+    assert w.graph_handles() == []
+
+
+_EXPANSION_SCRIPT = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))  # a regression fails here
+from tensorweave.distributed.worker import Worker
+out = {}
+for case, graph_def in json.loads(sys.stdin.read()).items():
+    try:
+        Worker("/job:worker/replica:0/task:0").register_graph("s", bytes.fromhex(graph_def))
+        out[case] = ["ok", ""]
+    except Exception as e:
+        out[case] = [type(e).__name__, getattr(e, "message", str(e))]
+print(json.dumps(out))
+"""
+
+
+def _const_node(graph_def, name, dtype, dims, **values):
+    from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2
+    node = graph_def.node.add(name=name, op="Const", device=T0)
+    node.attr["dtype"].type = dtype.as_datatype_enum
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+    node.attr["value"].tensor.CopyFrom(tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum, tensor_shape=shape,
+                                                              **values))
+
+
+def test_a_tiny_graph_def_cannot_make_the_worker_expand_a_const_without_bound():
+    import json
+    import subprocess
+    import sys
+
+    from tensorboard.compat.proto import graph_pb2
+    cases = {}
+    huge = graph_pb2.GraphDef()  # 16 GiB of one repeated int64, under the old element limit
+    _const_node(huge, "huge", tf.int64, [1 << 31], int64_val=[7])
+    zeros = graph_pb2.GraphDef()  # 2 GiB of complex zeros: no value at all
+    _const_node(zeros, "zeros", tf.complex128, [1 << 27])
+    several = graph_pb2.GraphDef()  # each at the limit, together over it
+    for i in range(3):
+        _const_node(several, f"c{i}", tf.float32, [1 << 28], float_val=[1.0])
+    fine = graph_pb2.GraphDef()
+    _const_node(fine, "fine", tf.float32, [1000, 1000], float_val=[0.5])
+    for case, graph_def in (("huge", huge), ("zeros", zeros), ("several", several), ("fine", fine)):
+        cases[case] = graph_def.SerializeToString().hex()
+    assert len(bytes.fromhex(cases["huge"])) < 100
+    proc = subprocess.run([sys.executable, "-c", _EXPANSION_SCRIPT, str(3 << 30)], input=json.dumps(cases),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["fine"] == ["ok", ""]
+    for case, node in (("huge", "huge"), ("zeros", "zeros"), ("several", "c1")):
+        kind, message = got[case]
+        assert kind == "InvalidArgumentError", (case, got[case])
+        # Refused from the declared shape, naming the node, before anything was allocated.
+        assert f"node {node!r}" in message and "expand" in message and "MemoryError" not in message, (case, message)

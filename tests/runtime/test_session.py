@@ -203,3 +203,11 @@ def test_unknown_session_targets_are_refused_clearly():
         tf.Session("grpc://127.0.0.1:1")
     with pytest.raises(tf.errors.NotFoundError, match="'bogus://x'"):
         tf.Session("bogus://x")
+
+
+def test_list_devices_names_the_local_cpu_as_tf1_does():
+    with tf.Session(graph=tf.Graph()) as sess:
+        devices = sess.list_devices()
+    assert [(d.name, d.device_type, d.memory_limit_bytes) for d in devices] == [
+        ("/job:localhost/replica:0/task:0/device:CPU:0", "CPU", 0)]
+    assert "CPU" in repr(devices[0])
