@@ -5,6 +5,11 @@ holding the cluster's secret. Arguments may name the task: "{job}", "{task}", "{
 "{worker_hosts}" are replaced (by plain substitution, so other braces, e.g. JSON, pass through).
 Each child's output lines are prefixed with its task, "[worker:1] ".
 
+All tasks share this machine's cores, so unless the environment already says otherwise the
+workers' BLAS and OpenMP pools split them (`THREAD_ENV`: cores // workers, at least 1) and each
+PS task, whose updates are element-wise, gets one thread, much as `torchrun` sets
+OMP_NUM_THREADS; without it every task's pool would use every core.
+
 The launch succeeds when every worker exits 0; parameter servers block in `server.join()`, so
 they are terminated then. A task that fails ends the launch with its exit status, after the other
 tasks are terminated (unless `keep_going`: then the remaining workers run to their end).
@@ -79,11 +84,16 @@ class Launch:
         self._write_lock = threading.Lock()
         self.cluster = None
         self.tasks = []
+        self._threads = {}
 
     def start(self):
         """Picks the ports and starts every task (PS first); returns self."""
         if self.tasks:
             raise RuntimeError("This launch was already started")
+        self._threads = {job: thread_env(job, self.workers) for job in ("ps", "worker")}
+        if self._threads["worker"]:
+            self._report(f"each worker's BLAS/OpenMP pool gets {self._threads['worker'][THREAD_ENV[0]]} of "
+                         f"{os.cpu_count()} cores, each PS task's 1 (set {THREAD_ENV[0]} to choose)")
         self.cluster = local_cluster_spec(self.ps, self.workers, self.host)
         hosts = self.cluster.as_dict()
         ps_hosts, worker_hosts = hosts.get("ps", []), hosts["worker"]
@@ -104,6 +114,7 @@ class Launch:
         if self.token is not None:
             env[grpc_auth.TOKEN_ENV] = self.token
         env.update(self.tls)
+        env.update(self._threads.get(job, {}))
         process = subprocess.Popen([self.python, self.script, *args], env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         prefix = f"[{job}:{index}] "
@@ -165,6 +176,19 @@ class Launch:
         with self._write_lock:
             self._out["stderr"].write(f"tensorweave launch: {message}\n")
             self._out["stderr"].flush()
+
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env(job, workers, environ=None, cores=None):
+    """{variable: threads} for a task of `job` among `workers` workers: a worker gets an equal
+    share of the cores, a PS task one; {} when the environment already sets any of `THREAD_ENV`."""
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in THREAD_ENV):
+        return {}
+    share = 1 if job == "ps" else max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+    return dict.fromkeys(THREAD_ENV, str(share))
 
 
 def _signal(process, signum):

@@ -204,6 +204,33 @@ def test_server_serves_a_session_and_exits_cleanly_on_sigterm(tmp_path, tf_confi
         _kill_all(server)
 
 
+def test_server_without_a_token_names_the_loopback_address_it_serves_not_the_clusters_host(tmp_path):
+    (port,) = free_ports(1)
+    cluster_file = tmp_path / "cluster.json"
+    cluster_file.write_text(json.dumps({"ps": [f"node-a.invalid:{port}"]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENSORWEAVE_CLUSTER_TOKEN")}
+    server = subprocess.Popen([*_tensorweave(), "server", "--cluster", str(cluster_file)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=_read_lines, args=(server.stdout, lines), daemon=True).start()
+    try:
+        seen = []
+        while not any("serving at" in line for line in seen):
+            seen.append(lines.get(timeout=TIMEOUT_S))
+        banner = seen[-1]
+        assert f"/job:ps/replica:0/task:0 serving at grpc://127.0.0.1:{port}\n" in banner, seen
+        assert any("127.0.0.1" in line and "node-a.invalid" in line for line in seen[:-1]), seen  # the warning
+        with tf.Graph().as_default():
+            total = tf.constant(1.0) + 1.0
+            with tf.Session(f"grpc://127.0.0.1:{port}",
+                            config=tf.ConfigProto(operation_timeout_in_ms=30_000)) as sess:
+                assert sess.run(total) == 2.0
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        _kill_all(server)
+
+
 @pytest.mark.parametrize("contents, message", [
     ("{not json", "not valid JSON"),
     ('{"ps": ["127.0.0.1:nope"]}', "is not 'host:port'"),
@@ -263,3 +290,11 @@ def test_launch_with_tls_files_runs_the_cluster_under_mutual_tls(tmp_path):
     assert process.returncode == 0, out + err
     assert "[worker:0] tls serves=True mutual=True" in out
     assert "[worker:0] total=12.0 channels=1" in out, out + err
+
+
+def test_the_launcher_splits_the_cores_among_workers_unless_told():
+    from tensorweave.distributed.launcher import THREAD_ENV, thread_env
+    assert thread_env("worker", 2, environ={}, cores=8) == dict.fromkeys(THREAD_ENV, "4")
+    assert thread_env("worker", 3, environ={}, cores=2) == dict.fromkeys(THREAD_ENV, "1")
+    assert thread_env("ps", 2, environ={}, cores=8) == dict.fromkeys(THREAD_ENV, "1")
+    assert thread_env("worker", 2, environ={"OMP_NUM_THREADS": "6"}, cores=8) == {}
