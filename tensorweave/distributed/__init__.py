@@ -14,9 +14,10 @@ from tensorweave.runtime.session import (
 
 
 def _grpc_session_runtime(target, graph, config):
-    # gRPC loads only when a grpc:// session is made.
+    # gRPC loads only when a grpc:// session is made; a server of this process is called directly.
     from tensorweave.distributed.grpc_services import GrpcSessionRuntime
-    return GrpcSessionRuntime(target, graph, config)
+    from tensorweave.distributed.server import in_process_session_runtime
+    return in_process_session_runtime(target, graph, config) or GrpcSessionRuntime(target, graph, config)
 
 
 _register_session_factory("grpc://", _grpc_session_runtime)

@@ -15,12 +15,13 @@ config (`transport.tls`) both ports serve TLS, and mutual TLS when a CA file is 
 import concurrent.futures
 import logging
 import threading
+import weakref
 
 import grpc
 
 from tensorweave.distributed import grpc_services, peer_transport
 from tensorweave.distributed.cluster import ClusterSpec, _split_host_port
-from tensorweave.distributed.master import Master
+from tensorweave.distributed.master import Master, MasterRuntime
 from tensorweave.distributed.remote_rendezvous import StepRendezvousTable
 from tensorweave.distributed.transport import grpc_auth, tls
 from tensorweave.distributed.transport.data_channel import DataChannelServer
@@ -28,6 +29,7 @@ from tensorweave.distributed.worker import Worker
 from tensorweave.framework import errors
 from tensorweave.framework.device_spec import DeviceSpec
 from tensorweave.runtime import config as config_lib
+from tensorweave.runtime import threads
 
 _log = logging.getLogger(__name__)
 # Steps block a handler thread per partition and per cross-task receive, so the pool is generous.
@@ -70,8 +72,10 @@ class Server:
         self.job_name, self.task_index = job_name, task_index
         self.address = cluster.task_address(job_name, task_index)
         self.config = config_lib.as_config(config)
+        threads.apply_intra_op_threads(self.config)
         token = grpc_auth.token_from(self.config)
-        tls_files = tls.tls_files(self.config)
+        self._token = token
+        tls_files = self._tls_files = tls.tls_files(self.config)
         credentials = tls.grpc_channel_credentials(tls_files)
         self.task_name = DeviceSpec(job_name, 0, task_index).to_string()
         host, port = _split_host_port(self.address)
@@ -165,6 +169,8 @@ class Server:
             self._started = True
             self._server.start()
             self._collector.start()
+            with _in_process_lock:
+                _in_process[self.target] = weakref.ref(self)
 
     def join(self):
         """Blocks until the server stops."""
@@ -175,6 +181,9 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        with _in_process_lock:
+            if _in_process.get(self.target, lambda: None)() is self:
+                del _in_process[self.target]
         self._stopping.set()
         if self._collector.is_alive():
             self._collector.join(grace + 10.0)  # a round in progress may wait on a silent task
@@ -210,3 +219,43 @@ class Server:
         """The data channel's port, or None when this server has none."""
         return self._data_server.port if self._data_server is not None else None
 
+
+# -- sessions on a server of this process ------------------------------------------------------------
+
+_in_process = {}  # target -> weakref to the started Server of this process serving it
+_in_process_lock = threading.Lock()
+
+
+def in_process_session_runtime(target, graph, config):
+    """The runtime of `tf.Session(target)` when `target` is served by a started `Server` of this
+    process and the session carries its cluster token and TLS files (as TF calls its own master
+    in-process): steps go to that master directly, with no gRPC call and no copy of feeds and
+    fetches. None otherwise: the session goes over gRPC, where a wrong token or certificate is
+    refused, so a misconfigured client fails here as it would in another process."""
+    with _in_process_lock:
+        ref = _in_process.get(target)
+    server = ref() if ref is not None else None
+    if server is None or server._stopped:
+        return None
+    config = config_lib.as_config(config)
+    if server._token is not None and grpc_auth.token_from(config) != server._token:
+        return None
+    if server._tls_files.serves_tls and tls.tls_files(config) != server._tls_files:
+        return None
+    return InProcessSessionRuntime(server.master, graph, config)
+
+
+class InProcessSessionRuntime(MasterRuntime):
+    """A `MasterRuntime` for a client graph in the master's own process: it creates the session
+    and points step errors at the client's ops, as the gRPC client does."""
+
+    def __init__(self, master, graph, config):
+        handle = master.create_session(graph.as_graph_def().SerializeToString(), config)
+        super().__init__(master, handle, graph)
+        self.config = config
+
+    def run(self, feeds, feed_values, fetches, targets, options, run_metadata):
+        try:
+            return super().run(feeds, feed_values, fetches, targets, options, run_metadata)
+        except errors.OpError as e:
+            raise grpc_services.with_client_op(e, self.graph) from None

@@ -10,6 +10,7 @@ from tensorweave.framework import device_spec, errors
 from tensorweave.framework.graph import _graph_stack, _session_stack, get_default_graph
 from tensorweave.framework.operation import Operation
 from tensorweave.runtime import config as config_lib
+from tensorweave.runtime import threads
 from tensorweave.runtime.device import Device
 from tensorweave.runtime.executor import StepContext, run_plan
 from tensorweave.runtime.fetches import feed_value, fetch_result, flatten_fetches
@@ -139,6 +140,7 @@ class BaseSession:
     def __init__(self, target="", graph=None, config=None):
         self._graph = graph if graph is not None else get_default_graph()
         self._config = config_lib.as_config(config)
+        threads.apply_intra_op_threads(self._config)
         self._target = target.decode() if isinstance(target, bytes) else target
         self._runtime = _runtime_for(self._target, self._graph, self._config)
         self._closed = False

@@ -245,3 +245,37 @@ def test_a_killed_ps_fails_the_next_step_naming_it_and_the_session_still_closes(
             worker.stop()
         ps.kill()
         ps.wait(timeout=30)
+
+
+def test_a_session_on_a_server_of_its_own_process_calls_the_master_directly():
+    from tensorweave.distributed.grpc_services import GrpcSessionRuntime
+    from tensorweave.distributed.server import InProcessSessionRuntime
+    cluster = _cluster()
+    ps = tf.train.Server(cluster, "ps", 0, config=_config())
+    worker = tf.train.Server(cluster, "worker", 0, config=_config())
+    try:
+        with tf.Graph().as_default():
+            with tf.device("/job:ps/task:0"):
+                v = tf.Variable([1.0, 2.0])
+            with tf.device("/job:worker/task:0"):
+                total = tf.reduce_sum(v * 3.0)
+            with tf.Session(worker.target, config=_config()) as sess:
+                assert isinstance(sess._runtime, InProcessSessionRuntime)
+                sess.run(v.initializer)
+                assert sess.run(total) == 9.0
+                with tf.device("/job:ps/task:0"):
+                    never = tf.Variable(5.0, name="never_initialized")
+                with pytest.raises(errors.FailedPreconditionError, match="never_initialized") as info:
+                    sess.run(never * 2.0)
+                assert info.value.op is not None and info.value.op.graph is tf.get_default_graph()
+            with pytest.raises(errors.UnauthenticatedError):  # a wrong token still goes to gRPC, and fails
+                tf.Session(worker.target, config=_config(token="wrong"))
+        worker.stop()
+        with tf.Graph().as_default():  # a stopped server is no longer called in-process
+            with pytest.raises(errors.UnavailableError):
+                with tf.Session(worker.target, config=_config()) as sess:
+                    assert isinstance(sess._runtime, GrpcSessionRuntime)
+                    sess.run(tf.constant(1.0))
+    finally:
+        worker.stop()
+        ps.stop()

@@ -40,6 +40,7 @@ _DIM = struct.Struct("<Q")
 _META = struct.Struct("<d")
 _MAX_DIM = 1 << 62
 _SMALL_PAYLOAD = 64 << 10  # below this the header and payload are joined into one buffer
+_READ_AHEAD = 64 << 10
 
 
 class FrameError(ValueError):
@@ -170,6 +171,8 @@ class FrameReader:
         self._limits = limits
         self._chunk = chunk_bytes
         self._on_progress = on_progress
+        self._ahead = memoryview(bytearray(_READ_AHEAD))
+        self._start = self._end = 0  # the unread part of `_ahead`
 
     def read(self):
         prefix = bytearray(_PREFIX.size)
@@ -236,15 +239,31 @@ class FrameReader:
             raise FrameError(f"string tensor {key!r}: {e}") from None
 
     def _fill(self, view, at_boundary=False):
-        """Fills `view` completely; False on end of stream before the first byte if at a boundary."""
+        """Fills `view` completely; False on end of stream before the first byte if at a boundary.
+
+        Small reads go through a read-ahead buffer, so a small frame costs one receive, not one
+        per field; what a large payload still needs goes straight into its destination.
+        """
         got, total = 0, len(view)
+        buffered = self._end - self._start
+        if buffered:
+            got = min(buffered, total)
+            view[:got] = self._ahead[self._start:self._start + got]
+            self._start += got
         while got < total:
-            n = self._source.recv_into(view[got:got + self._chunk])
+            if total - got < len(self._ahead):
+                n = self._source.recv_into(self._ahead)
+                if n:
+                    take = min(n, total - got)
+                    view[got:got + take] = self._ahead[:take]
+                    self._start, self._end = take, n
+            else:
+                n = take = self._source.recv_into(view[got:got + self._chunk])
             if n == 0:
                 if at_boundary and got == 0:
                     return False
                 raise FrameError(f"stream ended inside a frame ({got} of {total} bytes)")
-            got += n
+            got += take
             if self._on_progress is not None:
                 self._on_progress(n)
         return True
