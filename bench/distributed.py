@@ -66,7 +66,7 @@ class ChildError(RuntimeError):
         self.traceback = traceback
 
 
-def child_env(framework, token):
+def child_env(framework, token, extra=None):
     env = dict(os.environ)
     if framework != "tf":  # as bench.__main__: numpy's BLAS runs without the old-OpenBLAS workaround
         for k in OPENBLAS_VARS:
@@ -74,19 +74,20 @@ def child_env(framework, token):
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["BENCH_CLUSTER_TOKEN"] = token
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra or {})
     return env
 
 
 class Child:
     """A `bench.distributed_child` process: JSON events in, one-word commands out, killed on stop."""
 
-    def __init__(self, python, args, framework, token, name):
+    def __init__(self, python, args, framework, token, name, extra_env=None):
         self.name = name
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self._events = queue.Queue()
         try:
             self.proc = subprocess.Popen([python, "-m", "bench.distributed_child"] + args, cwd=ROOT,
-                                         env=child_env(framework, token), stdin=subprocess.PIPE,
+                                         env=child_env(framework, token, extra_env), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=self._stderr)
         except OSError as e:
             self._stderr.close()
@@ -286,6 +287,15 @@ def local_ports(n):
             s.close()
 
 
+def task_env(framework, job, n_workers):
+    """What `tensorweave launch` gives a task of this cluster (its BLAS thread share); TF's tasks
+    run as TF's own servers do, with its default per-process pools."""
+    if framework != "tensorweave":
+        return {}
+    from tensorweave.distributed.launcher import thread_env
+    return thread_env(job, n_workers)
+
+
 def run_config(opts, token, framework, n_workers, encodings=("none",)):
     """Steps/s of one configuration; a list with one dict per encoding (sum over the workers)."""
     common = ["--framework", framework, "--warmup", str(opts.warmup), "--measure-s", str(opts.measure_s)]
@@ -299,12 +309,14 @@ def run_config(opts, token, framework, n_workers, encodings=("none",)):
             cluster = json.dumps({"ps": ["127.0.0.1:%d" % ports[0]],
                                   "worker": ["127.0.0.1:%d" % p for p in ports[1:]]})
             task = ["task", "--cluster", cluster] + common
-            children.append(Child(opts.python, task + ["--job", "ps"], framework, token, f"{framework} ps"))
+            children.append(Child(opts.python, task + ["--job", "ps"], framework, token, f"{framework} ps",
+                                  task_env(framework, "ps", n_workers)))
             for i in range(n_workers):
                 mine = encodings if i == 0 else ("none",)
                 children.append(Child(opts.python, task + ["--job", "worker", "--index", str(i),
                                                            "--encodings", ",".join(mine)],
-                                      framework, token, f"{framework} worker {i}"))
+                                      framework, token, f"{framework} worker {i}",
+                                      task_env(framework, "worker", n_workers)))
             for c in children:
                 c.expect("up", opts.timeout)
             workers = children[1:]

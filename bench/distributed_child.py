@@ -255,8 +255,12 @@ def import_framework(name):
 
 
 def make_config(tf, framework, encoding="none", device_filters=None, cluster=True):
-    kwargs = dict(intra_op_parallelism_threads=THREADS, inter_op_parallelism_threads=THREADS,
-                  operation_timeout_in_ms=STEP_TIMEOUT_MS)
+    kwargs = dict(operation_timeout_in_ms=STEP_TIMEOUT_MS)
+    # One process: both frameworks get THREADS, as in the single-process benchmark. A cluster's
+    # tasks share the cores: TF's servers use their default pools (one thread per core), and
+    # TensorWeave's take the share `tensorweave launch` gives them (bench.distributed.task_env).
+    if not cluster or framework == "tf":
+        kwargs.update(intra_op_parallelism_threads=THREADS, inter_op_parallelism_threads=THREADS)
     if device_filters:
         kwargs["device_filters"] = device_filters
     # TF's server has no authentication and no transfer encodings; one process needs neither.

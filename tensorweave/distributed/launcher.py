@@ -8,7 +8,9 @@ Each child's output lines are prefixed with its task, "[worker:1] ".
 All tasks share this machine's cores, so unless the environment already says otherwise the
 workers' BLAS and OpenMP pools split them (`THREAD_ENV`: cores // workers, at least 1) and each
 PS task, whose updates are element-wise, gets one thread, much as `torchrun` sets
-OMP_NUM_THREADS; without it every task's pool would use every core.
+OMP_NUM_THREADS; without it every task's pool would use every core. OpenBLAS's idle workers also
+spin for about 2**28 cycles after each call, taking the cores other tasks need, so they are asked
+to sleep after 2**4 (OPENBLAS_THREAD_TIMEOUT=4) unless the environment sets it.
 
 The launch succeeds when every worker exits 0; parameter servers block in `server.join()`, so
 they are terminated then. A task that fails ends the launch with its exit status, after the other
@@ -91,7 +93,7 @@ class Launch:
         if self.tasks:
             raise RuntimeError("This launch was already started")
         self._threads = {job: thread_env(job, self.workers) for job in ("ps", "worker")}
-        if self._threads["worker"]:
+        if THREAD_ENV[0] in self._threads["worker"]:
             self._report(f"each worker's BLAS/OpenMP pool gets {self._threads['worker'][THREAD_ENV[0]]} of "
                          f"{os.cpu_count()} cores, each PS task's 1 (set {THREAD_ENV[0]} to choose)")
         self.cluster = local_cluster_spec(self.ps, self.workers, self.host)
@@ -182,13 +184,15 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def thread_env(job, workers, environ=None, cores=None):
-    """{variable: threads} for a task of `job` among `workers` workers: a worker gets an equal
-    share of the cores, a PS task one; {} when the environment already sets any of `THREAD_ENV`."""
+    """The environment variables a task of `job` among `workers` workers gets: a worker an equal
+    share of the cores, a PS task one thread (none of `THREAD_ENV` when the environment already
+    sets one), and OPENBLAS_THREAD_TIMEOUT=4 unless set."""
     environ = os.environ if environ is None else environ
+    env = {} if environ.get("OPENBLAS_THREAD_TIMEOUT") else {"OPENBLAS_THREAD_TIMEOUT": "4"}
     if any(environ.get(name) for name in THREAD_ENV):
-        return {}
+        return env
     share = 1 if job == "ps" else max(1, (cores or os.cpu_count() or 1) // max(1, workers))
-    return dict.fromkeys(THREAD_ENV, str(share))
+    return {**dict.fromkeys(THREAD_ENV, str(share)), **env}
 
 
 def _signal(process, signum):

@@ -294,7 +294,9 @@ def test_launch_with_tls_files_runs_the_cluster_under_mutual_tls(tmp_path):
 
 def test_the_launcher_splits_the_cores_among_workers_unless_told():
     from tensorweave.distributed.launcher import THREAD_ENV, thread_env
-    assert thread_env("worker", 2, environ={}, cores=8) == dict.fromkeys(THREAD_ENV, "4")
-    assert thread_env("worker", 3, environ={}, cores=2) == dict.fromkeys(THREAD_ENV, "1")
-    assert thread_env("ps", 2, environ={}, cores=8) == dict.fromkeys(THREAD_ENV, "1")
-    assert thread_env("worker", 2, environ={"OMP_NUM_THREADS": "6"}, cores=8) == {}
+    quiet = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+    assert thread_env("worker", 2, environ={}, cores=8) == {**dict.fromkeys(THREAD_ENV, "4"), **quiet}
+    assert thread_env("worker", 3, environ={}, cores=2) == {**dict.fromkeys(THREAD_ENV, "1"), **quiet}
+    assert thread_env("ps", 2, environ={}, cores=8) == {**dict.fromkeys(THREAD_ENV, "1"), **quiet}
+    assert thread_env("worker", 2, environ={"OMP_NUM_THREADS": "6"}, cores=8) == quiet
+    assert thread_env("worker", 2, environ={"OMP_NUM_THREADS": "6", "OPENBLAS_THREAD_TIMEOUT": "8"}) == {}

@@ -18,6 +18,7 @@ answers, whenever the value is ready, with a TENSOR frame keyed "<id>" or a FAIL
 "<id>;<TF error code>;<message>"). Pulls are how step rendezvous fetch tensors from peers.
 """
 
+import collections
 import hashlib
 import hmac
 import ipaddress
@@ -44,6 +45,7 @@ DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 _MAC_BYTES = hashlib.sha256().digest_size
 _NO_MAC = bytes(_MAC_BYTES)
 _ACCEPTED, _REJECTED = 0, 1
+_INLINE_REPLY_BYTES = 64 << 10
 
 
 class HandshakeError(Exception):
@@ -154,13 +156,73 @@ class _FrameWriter:
         self._chunk = chunk_bytes
 
     def write(self, frame_type, key="", array=None, encoding="none", meta=None):
-        buffers = encode_frame(key, array, encoding, meta, frame_type, self.limits)
+        self.write_buffers(encode_frame(key, array, encoding, meta, frame_type, self.limits))
+
+    def write_buffers(self, buffers):
         with self.lock:
             for buf in buffers:
                 view = memoryview(buf)
                 for start in range(0, max(len(view), 1), self._chunk):
                     self.sock.sendall(view[start:start + self._chunk])
                     self.last_progress = time.monotonic()
+
+
+class _ReplyWriter:
+    """Writes one connection's replies in order, large ones on a thread of their own, so the
+    thread that produced a value (a step's executor) goes on computing while its bytes go out.
+    A small reply with nothing queued before it is written at once: no thread hand-off."""
+
+    def __init__(self, writer, name):
+        self._writer = writer
+        self._queue = collections.deque()
+        self._cond = threading.Condition()
+        self._busy = False  # a write is under way (ours or an inline one): later replies queue
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self._thread.start()
+
+    def put(self, buffers):
+        inline = sum(memoryview(b).nbytes for b in buffers) <= _INLINE_REPLY_BYTES
+        with self._cond:
+            if self._closed:
+                return
+            if not inline or self._busy or self._queue:
+                self._queue.append(buffers)
+                self._cond.notify()
+                return
+            self._busy = True
+        try:
+            self._writer.write_buffers(buffers)
+        except OSError:
+            self.close()  # the connection is gone; its reader reports it
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or (self._queue and not self._busy))
+                if self._closed:
+                    return
+                buffers = self._queue.popleft()
+                self._busy = True
+            try:
+                self._writer.write_buffers(buffers)
+            except OSError:
+                self.close()
+                return
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify()
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._cond.notify_all()
 
 
 @dataclass
@@ -240,7 +302,7 @@ class DataChannelServer:
             thread.start()
 
     def _serve(self, conn, peer):
-        sock = conn
+        sock, replies = conn, None
         try:
             conn.settimeout(self._handshake_timeout)  # a peer that connects and says nothing is dropped
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -254,6 +316,7 @@ class DataChannelServer:
                 return
             sock.settimeout(self._idle_timeout)  # clients ping well within this
             writer = _FrameWriter(sock, self._limits)
+            replies = _ReplyWriter(writer, f"tw-dc-replies:{peer[0]}:{peer[1]}")
             reader = FrameReader(sock, self._limits)
             while not self._stopping.is_set():
                 frame = reader.read()
@@ -268,7 +331,7 @@ class DataChannelServer:
                     except Exception as e:  # the sender learns why its tensor was not taken
                         writer.write(FrameType.ERROR, f"{type(e).__name__}: {e}"[:self._limits.max_key_bytes // 4])
                 elif frame.type is FrameType.REQUEST:
-                    self._answer(writer, peer_task, frame)
+                    self._answer(replies, peer_task, frame)
                 else:
                     raise FrameError(f"unexpected {frame.type.name} frame from a client")
         except FrameError as e:
@@ -280,11 +343,13 @@ class DataChannelServer:
         except Exception as e:  # e.g. MemoryError allocating a (valid) payload: drop this peer only
             self._report(UnavailableError(message=f"Data channel peer {peer} dropped: {type(e).__name__}: {e}"))
         finally:
+            if replies is not None:
+                replies.close()
             _close_socket(sock)
             with self._conns_lock:
                 self._conns.pop(conn, None)
 
-    def _answer(self, writer, peer_task, frame):
+    def _answer(self, replies, peer_task, frame):
         request_id, sep, what = frame.key.partition(";")
         if not sep or not request_id.isdigit():
             raise FrameError(f"REQUEST key {frame.key[:64]!r} is not \"<id>;<what>\"")
@@ -293,17 +358,17 @@ class DataChannelServer:
         def reply(array=None, encoding="none", meta=None, error=None):
             if not answered.acquire(blocking=False):
                 raise RuntimeError(f"request {frame.key[:64]!r} was answered twice")
-            try:
-                if error is None:
-                    try:
-                        writer.write(FrameType.TENSOR, request_id, array, encoding, meta)
-                        self._count(frames=1, payload_bytes=array.nbytes)
-                        return
-                    except FrameError as e:  # e.g. a string tensor: the requester learns why
-                        error = errors.InvalidArgumentError(None, None, f"Cannot send {what!r}: {e}")
-                writer.write(FrameType.FAILED, _failure_key(request_id, error, self._limits))
-            except OSError:
-                pass  # the requester is gone; its own side reports the lost connection
+            if error is None:
+                try:
+                    buffers = encode_frame(request_id, array, encoding, meta, FrameType.TENSOR, self._limits)
+                except FrameError as e:  # e.g. an object tensor: the requester learns why
+                    error = errors.InvalidArgumentError(None, None, f"Cannot send {what!r}: {e}")
+                else:
+                    self._count(frames=1, payload_bytes=array.nbytes)
+                    replies.put(buffers)
+                    return
+            replies.put(encode_frame(_failure_key(request_id, error, self._limits), None,
+                                     frame_type=FrameType.FAILED, limits=self._limits))
 
         if self._on_request is None:
             reply(error=errors.UnimplementedError(None, None, "This data channel server answers no requests"))
