@@ -163,3 +163,33 @@ def server_processes(tasks, token, *, start_timeout=DEFAULT_START_TIMEOUT_S,
         yield procs
     finally:
         procs._stop_all()
+
+
+def wait_serving(address, timeout=60.0):
+    """Waits until a gRPC server answers at `address` ("host:port"); raises after `timeout` seconds."""
+    import grpc
+    deadline = time.monotonic() + timeout
+    while True:
+        channel = grpc.insecure_channel(address)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=1.0)
+            return
+        except grpc.FutureTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            channel.close()
+
+
+def make_test_cert(directory, name="cluster"):
+    """A self-signed certificate (its own CA) for 127.0.0.1 and localhost, made with openssl:
+    returns (cert path, key path); skips the calling test when openssl is missing."""
+    import pytest
+    cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("openssl is not available to make a test certificate")
+    return cert, key

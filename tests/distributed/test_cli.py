@@ -15,6 +15,7 @@ import pytest
 
 import tensorweave as tf
 from tensorweave.distributed.cluster import free_ports
+from tests.distributed.cluster_procs import make_test_cert
 
 TIMEOUT_S = 60
 TOKEN = "cli-test-secret"
@@ -271,13 +272,7 @@ TLS_TRAIN = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_launch_with_tls_files_runs_the_cluster_under_mutual_tls(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=cluster", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip("openssl is not available to make a test certificate")
+    cert, key = make_test_cert(tmp_path)
     script = tmp_path / "train.py"
     script.write_text(TLS_TRAIN)
     process = subprocess.Popen([*_tensorweave(), "launch", "--ps", "1", "--workers", "1", "--tls-cert", str(cert),

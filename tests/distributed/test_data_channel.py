@@ -4,7 +4,6 @@ import queue
 import random
 import socket
 import struct
-import subprocess
 import time
 
 import ml_dtypes
@@ -30,6 +29,7 @@ from tensorweave.framework.errors import (
     UnavailableError,
     UnimplementedError,
 )
+from tests.distributed.cluster_procs import make_test_cert
 
 TOKEN = "cluster-secret-for-tests"
 WAIT = 5.0
@@ -408,13 +408,7 @@ def test_unreachable_address_raises_unavailable():
 
 def test_tls(tmp_path):
     import ssl
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip("openssl is not available to make a test certificate")
+    cert, key = make_test_cert(tmp_path, "localhost")
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     client_ctx = ssl.create_default_context(cafile=str(cert))

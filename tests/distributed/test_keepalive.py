@@ -10,12 +10,12 @@ import sys
 import textwrap
 import time
 
-import grpc
 import numpy as np
 import pytest
 
 import tensorweave as tf
 from tensorweave.distributed.cluster import ClusterSpec, free_ports
+from tests.distributed.cluster_procs import wait_serving
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
 
@@ -23,20 +23,6 @@ TOKEN = "keepalive-secret"
 KEEPALIVE_S = 0.5
 STEP_DEADLINE_MS = 60_000
 DETECT_WITHIN_S = 12.0  # the data channel gives up after about 4 K, the master waits 2 s more
-
-
-def _wait_serving(address, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        channel = grpc.insecure_channel(address)
-        try:
-            grpc.channel_ready_future(channel).result(timeout=1.0)
-            return
-        except grpc.FutureTimeoutError:
-            if time.monotonic() > deadline:
-                raise
-        finally:
-            channel.close()
 
 
 @pytest.fixture
@@ -54,7 +40,7 @@ def cluster(monkeypatch):
     worker = None
     try:
         worker = tf.train.Server(spec, "worker", 0, config=tf.ConfigProto(cluster_token=TOKEN))
-        _wait_serving(spec.task_address("ps", 0))
+        wait_serving(spec.task_address("ps", 0))
         yield ps, worker
     finally:
         if worker is not None:

@@ -1,7 +1,6 @@
 """Tensors between tasks travel on the data channel, fall back to gRPC when it cannot be reached,
 and both ports serve TLS (and mutual TLS) from certificate files."""
 
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from tensorweave.distributed.cluster import ClusterSpec, free_ports
 from tensorweave.distributed.peer_transport import answer_request
 from tensorweave.distributed.remote_rendezvous import StepRendezvousTable
 from tensorweave.framework import errors
+from tests.distributed.cluster_procs import make_test_cert
 
 TOKEN = "peer-transport-secret"
 STEP_MS = 20_000
@@ -107,19 +107,8 @@ def test_answer_request_rejects_a_malformed_request():
 
 # -- TLS -------------------------------------------------------------------------------------------
 
-def _make_cert(directory, name):
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip("openssl is not available to make a test certificate")
-    return str(cert), str(key)
-
-
 def test_tls_on_both_ports(tmp_path):
-    cert, key = _make_cert(tmp_path, "cluster")
+    cert, key = make_test_cert(tmp_path, "cluster")
     tls = dict(tls_cert_file=cert, tls_key_file=key, tls_ca_file=cert)  # mutual TLS, one self-signed CA
     with _Cluster(config=_config(**tls)) as c:
         out, _ = _cross_task_sum(c.worker.target, c.config)
@@ -130,7 +119,7 @@ def test_tls_on_both_ports(tmp_path):
             with pytest.raises(errors.UnavailableError):
                 with tf.Graph().as_default(), tf.Session(c.worker.target, config=config) as sess:
                     sess.run(tf.constant(1.0))
-        other_cert, other_key = _make_cert(tmp_path, "stranger")  # signed by no CA the cluster trusts
+        other_cert, other_key = make_test_cert(tmp_path, "stranger")  # signed by no CA the cluster trusts
         with pytest.raises(errors.UnavailableError):
             with tf.Graph().as_default(), tf.Session(c.worker.target, config=_config(
                     tls_cert_file=other_cert, tls_key_file=other_key, tls_ca_file=cert)) as sess:
@@ -138,7 +127,7 @@ def test_tls_on_both_ports(tmp_path):
 
 
 def test_tls_needs_the_cert_and_key_together(tmp_path):
-    cert, _ = _make_cert(tmp_path, "half")
+    cert, _ = make_test_cert(tmp_path, "half")
     ps, = free_ports(1)
     with pytest.raises(ValueError, match="together"):
         tf.train.Server({"ps": [f"127.0.0.1:{ps}"]}, "ps", 0, config=_config(tls_cert_file=cert))

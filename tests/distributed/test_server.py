@@ -14,6 +14,7 @@ import pytest
 import tensorweave as tf
 from tensorweave.distributed.cluster import ClusterSpec, free_ports
 from tensorweave.framework import errors
+from tests.distributed.cluster_procs import wait_serving
 
 TOKEN = "test-cluster-secret"
 XV = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
@@ -189,27 +190,13 @@ def test_ps_in_another_process():
     worker = None
     try:
         worker = tf.train.Server(cluster, "worker", 0, config=_config())
-        _wait_serving(cluster.task_address("ps", 0), deadline=time.monotonic() + 60)
+        wait_serving(cluster.task_address("ps", 0))
         _train_and_check(cluster, worker.target)
     finally:
         if worker is not None:
             worker.stop()
         ps.kill()
         ps.wait(timeout=30)
-
-
-def _wait_serving(address, deadline):
-    import grpc
-    while True:
-        channel = grpc.insecure_channel(address)
-        try:
-            grpc.channel_ready_future(channel).result(timeout=1.0)
-            return
-        except grpc.FutureTimeoutError:
-            if time.monotonic() > deadline:
-                raise
-        finally:
-            channel.close()
 
 
 def test_a_killed_ps_fails_the_next_step_naming_it_and_the_session_still_closes():
@@ -223,7 +210,7 @@ def test_a_killed_ps_fails_the_next_step_naming_it_and_the_session_still_closes(
     worker = None
     try:
         worker = tf.train.Server(cluster, "worker", 0, config=_config())
-        _wait_serving(cluster.task_address("ps", 0), deadline=time.monotonic() + 60)
+        wait_serving(cluster.task_address("ps", 0))
         with tf.Graph().as_default():
             w, b, loss, train = _linear_model(tf.train.replica_device_setter(
                 worker_device="/job:worker/task:0", cluster=cluster))
