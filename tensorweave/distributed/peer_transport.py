@@ -24,7 +24,8 @@ FALLBACK_SECONDS = 30.0
 
 
 def answer_request(table, peer, what, encoding, reply):
-    """Answers a data channel pull of `what` ("<step id>;<key>") from `table` (a StepRendezvousTable)."""
+    """Answers a data channel pull of `what` ("<step id>;<key>") from `table` (a StepRendezvousTable);
+    returns the function that withdraws the wait (`DataChannelServer` calls it if the requester goes)."""
     step, sep, key = what.partition(";")
     if not sep or not step.isdigit():
         reply(error=errors.InvalidArgumentError(None, None, f"Bad tensor request {what[:80]!r} from {peer}: "
@@ -42,7 +43,7 @@ def answer_request(table, peer, what, encoding, reply):
             return
         reply(array=wire, encoding=wire_encoding, meta=meta)
 
-    table.take(int(step), key, done)
+    return table.take(int(step), key, done)  # withdrawn if the requester's connection ends first
 
 
 class _Fetch:

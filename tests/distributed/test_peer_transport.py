@@ -151,3 +151,25 @@ def test_string_tensors_cross_tasks_and_reach_the_client():
                 assert sess.run(missing).shape == (0,)
                 proto = tf.Summary.FromString(sess.run(summary))
                 assert proto.value[0].tag == "loss" and proto.value[0].simple_value == 2.0
+
+
+def test_a_requester_that_disconnects_leaves_no_waiter_behind():
+    import time
+
+    from tensorweave.distributed.transport.data_channel import DataChannelClient, DataChannelServer
+    table = StepRendezvousTable("/job:ps/replica:0/task:0", fetch_remote=None)
+    server = DataChannelServer(token=TOKEN, on_request=lambda peer, what, encoding, reply: answer_request(
+        table, peer, what, encoding, reply))
+    try:
+        client = DataChannelClient(f"127.0.0.1:{server.port}", TOKEN, "/job:worker/replica:0/task:0")
+        client.request("7;never/sent", lambda frame, error: None)
+        deadline = time.monotonic() + 5
+        while table.steps() != [7] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert table.steps() == [7]  # the request waits for the value
+        client.close()
+        while table.steps() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert table.steps() == []  # withdrawn when the requester went
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ answers, whenever the value is ready, with a TENSOR frame keyed "<id>" or a FAIL
 """
 
 import collections
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -178,6 +179,7 @@ class _ReplyWriter:
         self._cond = threading.Condition()
         self._busy = False  # a write is under way (ours or an inline one): later replies queue
         self._closed = False
+        self.lock = threading.Lock()  # guards `unanswered`, which the connection's server keeps here
         self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self._thread.start()
 
@@ -242,7 +244,9 @@ class DataChannelServer:
     `on_tensor(key, array, encoding, meta)` runs on the connection's reader thread; an exception
     from it is sent back to the client as an ERROR frame. `on_request(peer, what, encoding, reply)`
     answers a pull: it must call `reply(array=..., encoding=..., meta=...)` or `reply(error=...)`
-    once, from any thread, now or later (`peer` is the client's task name from the handshake).
+    once, from any thread, now or later (`peer` is the client's task name from the handshake). It
+    may return a function, called if the connection ends before the reply was made (so whatever
+    waits to answer can stop waiting).
     One accept thread plus one thread per connection. With `token=None` the server refuses any
     non-loopback `host`.
     """
@@ -317,6 +321,7 @@ class DataChannelServer:
             sock.settimeout(self._idle_timeout)  # clients ping well within this
             writer = _FrameWriter(sock, self._limits)
             replies = _ReplyWriter(writer, f"tw-dc-replies:{peer[0]}:{peer[1]}")
+            replies.unanswered = {}  # request id -> what on_request returned, until the reply
             reader = FrameReader(sock, self._limits)
             while not self._stopping.is_set():
                 frame = reader.read()
@@ -345,6 +350,11 @@ class DataChannelServer:
         finally:
             if replies is not None:
                 replies.close()
+                with replies.lock:
+                    withdraws, replies.unanswered = list(replies.unanswered.values()), {}
+                for withdraw in withdraws:
+                    with contextlib.suppress(Exception):  # the connection is gone either way
+                        withdraw()
             _close_socket(sock)
             with self._conns_lock:
                 self._conns.pop(conn, None)
@@ -358,6 +368,8 @@ class DataChannelServer:
         def reply(array=None, encoding="none", meta=None, error=None):
             if not answered.acquire(blocking=False):
                 raise RuntimeError(f"request {frame.key[:64]!r} was answered twice")
+            with replies.lock:
+                replies.unanswered.pop(request_id, None)
             if error is None:
                 try:
                     buffers = encode_frame(request_id, array, encoding, meta, FrameType.TENSOR, self._limits)
@@ -374,10 +386,15 @@ class DataChannelServer:
             reply(error=errors.UnimplementedError(None, None, "This data channel server answers no requests"))
             return
         try:
-            self._on_request(peer_task, what, frame.encoding, reply)
+            withdraw = self._on_request(peer_task, what, frame.encoding, reply)
         except Exception as e:  # noqa: BLE001 - the requester learns why, the connection lives on
             if not answered.locked():
                 reply(error=e)
+            return
+        if callable(withdraw):
+            with replies.lock:
+                if not answered.locked():
+                    replies.unanswered[request_id] = withdraw
 
     def _report(self, error):
         if self._on_error is not None:
