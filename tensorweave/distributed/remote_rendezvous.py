@@ -17,7 +17,7 @@ import time
 
 from tensorweave.framework import errors
 from tensorweave.framework.device_spec import DeviceSpec
-from tensorweave.runtime.rendezvous import LocalRendezvous
+from tensorweave.runtime.rendezvous import LocalRendezvous, blocking_recv
 
 DEFAULT_MAX_AGE_SECONDS = 300.0
 
@@ -98,15 +98,7 @@ class RemoteRendezvous:
 
     def recv(self, key, timeout=None):
         """Blocks for the value of `key`; DeadlineExceededError after `timeout` seconds."""
-        done = threading.Event()
-        box = []
-        self.recv_async(key, lambda value, error: (box.append((value, error)), done.set()))
-        if not done.wait(timeout):
-            raise errors.DeadlineExceededError(None, None, f"Timed out after {timeout} s waiting for {key!r}")
-        value, error = box[0]
-        if error is not None:
-            raise error
-        return value
+        return blocking_recv(self, key, timeout)
 
     def transfers(self):
         """[(key, payload bytes, encoding)] of the tensors fetched from other tasks so far."""

@@ -63,15 +63,7 @@ class LocalRendezvous:
 
     def recv(self, key, timeout=None):
         """Blocks for the value of `key`; raises DeadlineExceededError after `timeout` seconds."""
-        done = threading.Event()
-        box = []
-        self.recv_async(key, lambda value, error: (box.append((value, error)), done.set()))
-        if not done.wait(timeout):
-            raise errors.DeadlineExceededError(None, None, f"Timed out after {timeout} s waiting for {key!r}")
-        value, error = box[0]
-        if error is not None:
-            raise error
-        return value
+        return blocking_recv(self, key, timeout)
 
     def abort(self, error):
         """Fails every pending and future receive with `error` (a peer died, the step failed)."""
@@ -88,3 +80,17 @@ class LocalRendezvous:
         """Keys sent but not yet received, and keys awaited but not yet sent (for diagnostics)."""
         with self._lock:
             return sorted(self._values), sorted(self._waiters)
+
+
+def blocking_recv(rendezvous, key, timeout=None):
+    """`rendezvous.recv_async(key, ...)` waited for: the value, or its error raised, or
+    DeadlineExceededError after `timeout` seconds."""
+    done = threading.Event()
+    box = []
+    rendezvous.recv_async(key, lambda value, error: (box.append((value, error)), done.set()))
+    if not done.wait(timeout):
+        raise errors.DeadlineExceededError(None, None, f"Timed out after {timeout} s waiting for {key!r}")
+    value, error = box[0]
+    if error is not None:
+        raise error
+    return value
