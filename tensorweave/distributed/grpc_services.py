@@ -186,7 +186,7 @@ class MasterServicer(pb_grpc.MasterServicer):
             raise errors.UnimplementedError(None, None, "Partial runs are not supported over gRPC yet")
         options = _parse_field(config_pb2.RunOptions(), request.options, "RunStepRequest.options")
         feeds = _decode_tensors(request.feeds)
-        metadata = config_pb2.RunMetadata() if options.trace_level == config_pb2.RunOptions.FULL_TRACE else None
+        metadata = config_pb2.RunMetadata() if options.trace_level != config_pb2.RunOptions.NO_TRACE else None
         out = self._master.run(request.session_handle, feeds, list(request.fetches), list(request.targets),
                                options, metadata)
         return pb.RunStepResponse(tensors=[tensor_codec.to_named_tensor(n, out[n]) for n in request.fetches],

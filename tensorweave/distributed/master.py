@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 
-from tensorboard.compat.proto import config_pb2, graph_pb2, step_stats_pb2
+from tensorboard.compat.proto import graph_pb2, step_stats_pb2
 
 from tensorweave.distributed import tensor_codec
 from tensorweave.distributed.cluster import ClusterSpec
@@ -44,6 +44,7 @@ from tensorweave.runtime.placement import place
 from tensorweave.runtime.plan import prune
 from tensorweave.runtime.rendezvous import LocalRendezvous
 from tensorweave.runtime.session import step_timeout
+from tensorweave.runtime.step_stats import tracing_requested
 
 _log = logging.getLogger("tensorweave")
 
@@ -299,17 +300,16 @@ class Master:
         """Runs one step of session `handle`: `feeds` maps tensor names to arrays, `fetches` are
         tensor names, `targets` op names. Returns `{fetch name: array}`; a failing op on any
         task fails the step with that op's error, naming the task. With
-        `options.trace_level == FULL_TRACE` and a `run_metadata` (TF RunMetadata), the tasks'
-        cross-task transfers (`tensor_codec.transfer_step_stats`) are merged into its step_stats."""
+        `options.trace_level` above NO_TRACE and a `run_metadata` (TF RunMetadata), every op each
+        task ran and the cross-task transfers (`tensor_codec.transfer_step_stats`) are merged into
+        its step_stats, one `dev_stats` per device."""
         session = self._begin_step(handle)
         try:
             feeds = dict(feeds)
             fetches, targets = list(fetches), list(targets)
             parts = self._signature(session, tuple(feeds), tuple(fetches), tuple(targets))
             step_id = (self._step_base + next(self._step_ids)) & _STEP_ID_MASK
-            trace = (run_metadata is not None and options is not None
-                     and options.trace_level == config_pb2.RunOptions.FULL_TRACE)
-            stats = step_stats_pb2.StepStats() if trace else None
+            stats = step_stats_pb2.StepStats() if tracing_requested(options, run_metadata) else None
             results = self._run_step(session, parts, step_id, feeds, step_timeout(options, session.config),
                                      stats)
         finally:

@@ -34,7 +34,8 @@ class RemoteRendezvous:
     task_name: this task's name; keys whose source device is on it are served locally.
     fetch_remote: `fetch_remote(task, key, step_id, deliver, encoding) -> cancel`, which must call
         `deliver(value, error, wire_bytes=None, wire_encoding=None)` once (with the payload size
-        and encoding of a fetched tensor, which the rendezvous records in `transfers`) and make
+        and encoding of a fetched tensor, which the rendezvous records in `transfers` with the
+        fetch's start and end times) and make
         `cancel(error)` end a fetch in flight.
 
     `transfer_encoding` (set by the worker from the session's config before the step runs) is the
@@ -51,7 +52,7 @@ class RemoteRendezvous:
         self._takers = {}      # key -> waiter of a remote consumer (`take_local`)
         self._error = None
         self.transfer_encoding = "none"
-        self._transfers = []   # (key, payload bytes, encoding) of each tensor fetched from a peer
+        self._transfers = []   # (key, payload bytes, encoding, start ns, end ns) of each tensor fetched from a peer
 
     @property
     def error(self):
@@ -69,6 +70,7 @@ class RemoteRendezvous:
             self._local.recv_async(key, callback)
             return
         once = threading.Lock()
+        started = time.time_ns()  # wall clock, as step stats record it
 
         def deliver(value, error, wire_bytes=None, wire_encoding=None):
             if not once.acquire(blocking=False):
@@ -76,7 +78,7 @@ class RemoteRendezvous:
             with self._lock:
                 self._in_flight.pop(key, None)
                 if error is None and wire_bytes is not None:
-                    self._transfers.append((key, int(wire_bytes), wire_encoding or "none"))
+                    self._transfers.append((key, int(wire_bytes), wire_encoding or "none", started, time.time_ns()))
             callback(value, error)
 
         with self._lock:
@@ -101,7 +103,8 @@ class RemoteRendezvous:
         return blocking_recv(self, key, timeout)
 
     def transfers(self):
-        """[(key, payload bytes, encoding)] of the tensors fetched from other tasks so far."""
+        """[(key, payload bytes, encoding, start ns, end ns)] of the tensors fetched from other
+        tasks so far: the fetch began at `start` and its value arrived at `end` (wall clock)."""
         with self._lock:
             return list(self._transfers)
 

@@ -16,6 +16,7 @@ from tensorweave.distributed import compression
 from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
 from tensorweave.framework import dtypes
 from tensorweave.runtime import config as config_lib
+from tensorweave.runtime import step_stats as step_stats_lib
 
 # The largest tensor (decoded, in bytes) accepted from the wire by default; callers with a
 # frame or message limit pass their own.
@@ -160,23 +161,34 @@ def config_from_wire(config):
 # "_recv/<tensor name>" and under the producer's device a node "_send/<tensor name>", each with
 # one output whose `tensor_description.allocation_description.requested_bytes` is the payload size
 # on the wire (NamedTensor.content, headers not counted) and whose allocator_name and
-# `timeline_label` name the encoding. The receiver records the send too: only it knows that the
-# transfer finished. The master merges the tasks' StepStats by device into RunMetadata.step_stats.
+# `timeline_label` name the encoding. Both span the fetch, from its request to the value's
+# arrival (the time on the wire, as both ends see it), on the devices' "transfers" thread row
+# (`step_stats.TRANSFER_THREAD`); the `_Send` and `_Recv` ops themselves are recorded by the
+# executor with the other ops, and a timeline joins them by tensor name. The receiver records
+# the send too: only it knows that the transfer finished. The master merges the tasks'
+# StepStats by device into RunMetadata.step_stats.
 
 def transfer_step_stats(transfers, step_stats):
-    """Adds `transfers` ([(rendezvous key, payload bytes, encoding)]) to a TF StepStats message."""
+    """Adds `transfers` ([(rendezvous key, payload bytes, encoding[, start ns, end ns])]) to a TF
+    StepStats message."""
     devices = {d.device: d for d in step_stats.dev_stats}
 
     def dev(name):
         if name not in devices:
             devices[name] = step_stats.dev_stats.add(device=name)
-        return devices[name]
+        d = devices[name]
+        if step_stats_lib.TRANSFER_THREAD not in d.thread_names:
+            d.thread_names[step_stats_lib.TRANSFER_THREAD] = step_stats_lib.THREAD_NAMES[step_stats_lib.TRANSFER_THREAD]
+        return d
 
-    for key, nbytes, encoding in transfers:
+    for key, nbytes, encoding, *times in transfers:
         src, _, dst, tensor = key.split(";")[:4]
         for device, kind in ((dst, "_recv"), (src, "_send")):
             node = dev(device).node_stats.add(node_name=f"{kind}/{tensor}",
-                                              timeline_label=f"{kind} {tensor} {encoding} {nbytes} bytes")
+                                              timeline_label=f"{kind} {tensor} {encoding} {nbytes} bytes",
+                                              thread_id=step_stats_lib.TRANSFER_THREAD)
+            if times:
+                step_stats_lib.set_times(node, *times)
             alloc = node.output.add(slot=0).tensor_description.allocation_description
             alloc.requested_bytes = nbytes
             alloc.allocated_bytes = nbytes
@@ -190,6 +202,8 @@ def merge_step_stats(into, other):
     for d in other.dev_stats:
         if d.device in devices:
             devices[d.device].node_stats.extend(d.node_stats)
+            for tid, name in d.thread_names.items():
+                devices[d.device].thread_names[tid] = name
         else:
             devices[d.device] = into.dev_stats.add()
             devices[d.device].CopyFrom(d)

@@ -34,8 +34,9 @@ from tensorweave.framework.graph_io import import_graph_def
 from tensorweave.runtime import config as config_lib
 from tensorweave.runtime.device import Device
 from tensorweave.runtime.executor import StepContext, run_partitions
-from tensorweave.runtime.session import step_timeout
 from tensorweave.runtime.plan import compile_plan
+from tensorweave.runtime.session import step_timeout
+from tensorweave.runtime.step_stats import StepStatsCollector
 
 DEFAULT_MAX_GRAPH_DEF_BYTES = 1 << 30  # protobuf's own parse limit is 2 GiB
 
@@ -203,7 +204,8 @@ class Worker:
         for one registered with an earlier incarnation of this task (it restarted).
         The session's `transfer_encoding` is handed to a rendezvous that fetches from other tasks
         (one with a `transfer_encoding` attribute); `step_stats` (a TF StepStats message, when the
-        step is traced) receives the tensors it fetched (`tensor_codec.transfer_step_stats`).
+        step is traced) receives every op the step ran on this task's devices (`step_stats`
+        module of the runtime) and the tensors it fetched (`tensor_codec.transfer_step_stats`).
         """
         with self._lock:
             graph = self._graphs.get(graph_handle)
@@ -219,9 +221,12 @@ class Worker:
                 rendezvous.transfer_encoding = graph.config.transfer_encoding
             feeds = dict(sends)
             signature = self._signature(graph, tuple(feeds), tuple(recv_keys))
-            out = self._run(signature, feeds, recv_keys, StepContext(step_id, None, rendezvous), timeout)
-            if step_stats is not None and hasattr(rendezvous, "transfers"):
-                tensor_codec.transfer_step_stats(rendezvous.transfers(), step_stats)
+            collector = StepStatsCollector() if step_stats is not None else None
+            out = self._run(signature, feeds, recv_keys, StepContext(step_id, None, rendezvous, collector), timeout)
+            if collector is not None:
+                collector.fill(step_stats)
+                if hasattr(rendezvous, "transfers"):
+                    tensor_codec.transfer_step_stats(rendezvous.transfers(), step_stats)
             return out
         finally:
             with self._lock:

@@ -21,10 +21,10 @@ class StepContext:
 
     __slots__ = ("step_id", "options", "stats", "rendezvous")
 
-    def __init__(self, step_id, options=None, rendezvous=None):
+    def __init__(self, step_id, options=None, rendezvous=None, stats=None):
         self.step_id = step_id
         self.options = options
-        self.stats = None
+        self.stats = stats  # a StepStatsCollector when the step is traced
         self.rendezvous = rendezvous
 
 
@@ -32,7 +32,10 @@ def run_plan(plan, feed_values, step, timeout=None):
     """Runs `plan` with `feed_values` (one array per feed slot); returns the fetched values.
 
     `timeout` (seconds) bounds waits for asynchronous kernels (receives), if the plan has any.
+    A step with a `StepStatsCollector` in `step.stats` runs the plan's instrumented variant.
     """
+    if step.stats is not None:
+        plan = plan.traced()
     vals = list(plan.initial)
     vals[STEP_SLOT] = step
     for slot, value in zip(plan.feed_slots, feed_values, strict=True):

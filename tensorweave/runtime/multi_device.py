@@ -22,6 +22,7 @@ from tensorweave.runtime.placement import place
 from tensorweave.runtime.plan import compile_plan, prune
 from tensorweave.runtime.rendezvous import LocalRendezvous
 from tensorweave.runtime.session import step_timeout
+from tensorweave.runtime.step_stats import StepStatsCollector, tracing_requested
 
 _step_ids = itertools.count(1)
 
@@ -80,11 +81,14 @@ class MultiDeviceRuntime:
             with self._lock:
                 partitions = self._signatures.get(key) or self._prepare(list(feeds), list(fetches), list(targets))
                 self._signatures[key] = partitions
-        step = StepContext(next(_step_ids), options, LocalRendezvous())
+        stats = StepStatsCollector() if tracing_requested(options, run_metadata) else None
+        step = StepContext(next(_step_ids), options, LocalRendezvous(), stats)
         timeout = step_timeout(options, self.config)
 
         results = run_partitions([(p.plan, [feed_values[i] for i in p.feed_indices]) for p in partitions],
                                  step, timeout)
+        if stats is not None:
+            stats.fill(run_metadata.step_stats)
         values = [None] * len(fetches)
         for index, p in enumerate(partitions):
             for position, value in zip(p.fetch_indices, results[index], strict=True):

@@ -11,10 +11,10 @@ import numpy as np
 
 from tensorweave.framework import errors
 from tensorweave.framework.toposort import CycleError, kahn_order
-
 from tensorweave.runtime.chunking import chunked_schedule
 from tensorweave.runtime.closures import DISCARD_SLOT, STEP_SLOT, compile_program
 from tensorweave.runtime.dataflow import DataflowInfo
+from tensorweave.runtime.step_stats import instrument_plan
 
 
 class PlanStep:
@@ -31,7 +31,7 @@ class PlanStep:
 class Plan:
     """A compiled signature: initial slot values (constants), feed/fetch slots and the steps."""
 
-    def __init__(self, num_slots, initial, feed_slots, fetch_slots, fetch_deref, steps, ops):
+    def __init__(self, num_slots, initial, feed_slots, fetch_slots, fetch_deref, steps, ops, device_name=""):
         self.num_slots = num_slots
         self.initial = initial
         self.feed_slots = feed_slots
@@ -40,6 +40,18 @@ class Plan:
         self.steps = steps
         self.ops = ops
         self.program = compile_program(steps)
+        self.device_name = device_name
+        self.chunked = None
+        self.dataflow = None
+        self._traced = None
+
+    def traced(self):
+        """This plan with every step timed into the step's `StepStatsCollector` (`step_stats`),
+        compiled on the first traced run and kept; untraced runs never build or use it."""
+        traced = self._traced
+        if traced is None:
+            traced = self._traced = instrument_plan(self)
+        return traced
 
 
 def prune(feeds, fetches, targets):
@@ -181,9 +193,8 @@ def compile_plan(feeds, fetches, targets, device, fold_constants=True):
     init_list = [None] * num_slots[0]
     for s, v in initial.items():
         init_list[s] = v
-    plan = Plan(num_slots[0], init_list, feed_slots, tuple(fetch_slots), fetch_deref, steps, ops)
-    plan.chunked = None
-    plan.dataflow = None
+    plan = Plan(num_slots[0], init_list, feed_slots, tuple(fetch_slots), fetch_deref, steps, ops,
+                getattr(device, "name", ""))
     if any(op.op_def.async_kernel for op in ops):
         # Steps without the fixed-order frees: the ready queue frees by counting readers.
         plan.dataflow = DataflowInfo(schedule_steps(compiled, keep, initial, lambda slot: False), keep, initial)

@@ -16,6 +16,7 @@ from tensorweave.runtime.executor import StepContext, run_plan
 from tensorweave.runtime.fetches import feed_value, fetch_result, flatten_fetches
 from tensorweave.runtime.plan import compile_plan
 from tensorweave.runtime.rendezvous import LocalRendezvous
+from tensorweave.runtime.step_stats import StepStatsCollector, tracing_requested
 
 _FACTORIES = {}
 _step_ids = itertools.count(1)
@@ -98,8 +99,12 @@ class LocalRuntime:
         plan = self.plan(feeds, fetches, targets)
         # A plan with receives (a graph sending to itself) gets a rendezvous for the step.
         rendezvous = LocalRendezvous() if plan.dataflow is not None else None
-        return run_plan(plan, feed_values, StepContext(next(_step_ids), options, rendezvous),
-                        timeout=step_timeout(options, self.config))
+        stats = StepStatsCollector() if tracing_requested(options, run_metadata) else None
+        out = run_plan(plan, feed_values, StepContext(next(_step_ids), options, rendezvous, stats),
+                       timeout=step_timeout(options, self.config))
+        if stats is not None:
+            stats.fill(run_metadata.step_stats)
+        return out
 
     def list_devices(self):
         return [DeviceAttributes(self.device.name, self.device.device_type)]
