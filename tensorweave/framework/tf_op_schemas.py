@@ -10,8 +10,9 @@ from tensorweave.framework.tensor_shape import TensorShape
 
 # Type attrs of TF ops whose inputs are not all of type T. Export adds a missing attr from the
 # named tensor ("in0": input 0's dtype, "in-1": the last input's, "out0": output 0's, "n": the
-# number of inputs, "n-1": all inputs but the last, "types": every input's dtype). Every other
-# op with inputs gets T = dtype of input 0; `{}` says TF's op declares no type attr to derive.
+# number of inputs, "n-1": all inputs but the last, "types": every input's dtype, "types1": every
+# input's dtype but the first's). Every other op with inputs gets T = dtype of input 0; `{}` says
+# TF's op declares no type attr to derive.
 _TYPE_ATTRS = {
     "Cast": {},
     "Const": {},
@@ -58,6 +59,11 @@ _TYPE_ATTRS = {
     "UnsortedSegmentSum": {"T": "in0", "Tindices": "in1", "Tnumsegments": "in2"},
     "SparseSoftmaxCrossEntropyWithLogits": {"T": "in0", "Tlabels": "in1"},
     "RandomUniformInt": {"T": "in0", "Tout": "in1"},
+    # Debugging: input 0 of Assert is the condition, of Print the tensor passed through.
+    "Assert": {"T": "types1"},
+    "Print": {"T": "in0", "U": "types1"},
+    "StringFormat": {"T": "types"},
+    "PrintV2": {},
     # Summaries: input 0 is the tag; AudioSummaryV2 takes float32 audio and declares no type attr.
     **{r: {"T": "in1"} for r in ("ScalarSummary", "HistogramSummary", "ImageSummary", "TensorSummaryV2")},
     "AudioSummaryV2": {},
@@ -116,6 +122,10 @@ _ATTR_DEFAULTS = {
     "TopKV2": {"sorted": True},
     "ImageSummary": {"max_images": 3},
     "AudioSummaryV2": {"max_outputs": 3},
+    "Assert": {"summarize": 3},
+    "Print": {"message": "", "first_n": -1, "summarize": 3},
+    "StringFormat": {"template": "%s", "placeholder": "%s", "summarize": 3},
+    "PrintV2": {"output_stream": "stderr", "end": "\n"},
     **{r: _SEEDS for r in ("RandomUniform", "RandomStandardNormal", "TruncatedNormal", "RandomUniformInt",
                            "RandomShuffle")},
 }
@@ -130,16 +140,18 @@ _ATTR_KINDS = {
     **dict.fromkeys(("transpose_a", "transpose_b", "keep_dims", "validate_shape", "use_locking", "Truncate",
                      "use_nesterov", "update_slots", "use_cudnn_on_gpu", "sorted", "exclusive", "reverse",
                      "validate_indices"), "bool"),
-    **dict.fromkeys(("container", "shared_name", "data_format", "padding", "mode"), "string"),
+    **dict.fromkeys(("container", "shared_name", "data_format", "padding", "mode", "message", "template",
+                     "placeholder", "output_stream", "end"), "string"),
     **dict.fromkeys(("N", "axis", "batch_dims", "num", "num_split", "seed", "seed2", "max_images",
-                     "max_outputs") + _MASKS, "int"),
+                     "max_outputs", "first_n", "summarize") + _MASKS, "int"),
     "alpha": "float",
     **dict.fromkeys(("squeeze_dims", "dilations", "strides", "ksize", "explicit_paddings"), "list(int)"),
     "_class": "list(string)",
 }
 
 # Where one op's attr differs from `_ATTR_KINDS`.
-_OP_ATTR_KINDS = {"IdentityN": {"T": "list(type)"}}
+_OP_ATTR_KINDS = {"IdentityN": {"T": "list(type)"}, "Assert": {"T": "list(type)"}, "Print": {"U": "list(type)"},
+                  "StringFormat": {"T": "list(type)"}}
 
 # Attrs our ops carry that TF's op of the same name does not declare (TF rejects a NodeDef
 # naming them): left out on export when they hold this value, which import fills back in.
@@ -178,6 +190,8 @@ def tf_type_attrs(op, attrs):
             out[name] = n - 1
         elif source == "types":
             out[name] = [t.dtype for t in op.inputs]
+        elif source == "types1":
+            out[name] = [t.dtype for t in op.inputs[1:]]
         else:
             tensors = op.outputs if source.startswith("out") else op.inputs
             index = int(source[3:] if source.startswith("out") else source[2:])

@@ -177,7 +177,20 @@ def _comm():
     return [out], {x: np.array([1.0, 2.0], dtype=np.float32)}
 
 
-OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops, _comm]
+def _debugging():
+    """Numeric checks, assertions and printing, all passing (each run prints to stderr)."""
+    x = tf.placeholder(tf.float32, [2, 3], name="x")
+    checked = tf.check_numerics(x * 2.0, "doubled")
+    with tf.control_dependencies([tf.assert_positive(x + 10.0)]):
+        printed = tf.Print(checked, [x, "x"], "x is ", summarize=4)
+    print_op = tf.print("sum:", tf.reduce_sum(printed), [x])
+    grads = tf.gradients(tf.reduce_sum(printed * printed), [x])
+    with tf.control_dependencies([print_op, tf.add_check_numerics_ops()]):
+        out = tf.identity(printed)
+    return [out, print_op.inputs[0]] + grads, {x: np.random.RandomState(8).randn(2, 3).astype(np.float32)}
+
+
+OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops, _comm, _debugging]
 
 
 def _build(builder):
@@ -253,6 +266,7 @@ _TF_REQUIRED_ATTRS = {
     "SplitV": {"num_split"},
     "MirrorPad": {"mode"},
     "MirrorPadGrad": {"mode"},
+    "CheckNumerics": {"message"},
     "_Send": {"tensor_name", "send_device", "send_device_incarnation", "recv_device"},
     "_Recv": {"tensor_type", "tensor_name", "send_device", "send_device_incarnation", "recv_device"},
     **{t: {"dtype"} for t in ("RandomUniform", "RandomStandardNormal", "TruncatedNormal")},
@@ -301,6 +315,11 @@ def test_export_writes_exactly_the_attrs_tf_declares():
         "ImageSummary": {"T", "max_images"},
         "AudioSummaryV2": {"max_outputs"},
         "MergeSummary": {"N"},
+        "CheckNumerics": {"T", "message"},
+        "Assert": {"T", "summarize"},
+        "Print": {"T", "U", "message", "first_n", "summarize"},
+        "StringFormat": {"T", "template", "placeholder", "summarize"},
+        "PrintV2": {"output_stream", "end"},
         "StridedSlice": {"T", "Index", "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask",
                          "shrink_axis_mask"},
     }
