@@ -38,7 +38,7 @@ $(INSTALL_STAMP): pyproject.toml | $(PY)
 dev: $(DEV_STAMP)
 
 $(DEV_STAMP): pyproject.toml $(INSTALL_STAMP)
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev,onnx]'
 	touch $@
 
 # The seed program on a local cluster of 1 PS + 2 workers; the single-process version is

@@ -1,0 +1,1 @@
+"""Exporters of trained graphs: `tensorweave.export.onnx`."""
