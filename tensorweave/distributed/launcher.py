@@ -12,6 +12,13 @@ OMP_NUM_THREADS; without it every task's pool would use every core. OpenBLAS's i
 spin for about 2**28 cycles after each call, taking the cores other tasks need, so they are asked
 to sleep after 2**4 (OPENBLAS_THREAD_TIMEOUT=4) unless the environment sets it.
 
+The chief's training progress reaches the launcher over a local socket named in the tasks'
+environment (`progress_channel`; programs report through `tensorweave.train.progress.Progress`)
+and is drawn as one tqdm bar for the cluster on the launcher's stderr, with steps per second and
+the latest loss: `progress="auto"` draws it when stderr is a terminal, "always" draws it anyway,
+"never" opens no channel. The latest report is kept in `Launch.progress` whether or not a bar is
+drawn.
+
 The launch succeeds when every worker exits 0; parameter servers block in `server.join()`, so
 they are terminated then. A task that fails ends the launch with its exit status, after the other
 tasks are terminated (unless `keep_going`: then the remaining workers run to their end).
@@ -25,6 +32,7 @@ import sys
 import threading
 import time
 
+from tensorweave.distributed import progress_channel
 from tensorweave.distributed.cluster import local_cluster_spec
 from tensorweave.distributed.transport import grpc_auth
 from tensorweave.distributed.transport import tls as tls_lib
@@ -61,14 +69,87 @@ class _Task:
         return f"{self.job}:{self.index}"
 
 
+class ClusterProgress:
+    """The cluster's progress as the chief last reported it (`step`, `total`, `loss`, `reports`
+    received), drawn as a tqdm bar on `file` when `draw`. `receive_from(listener)` collects
+    reports on a thread until `close()`; `write_line` prints a task's line above the bar."""
+
+    def __init__(self, file, draw, lock):
+        self.step = self.total = self.loss = None
+        self.reports = 0
+        self._file, self._draw, self._lock = file, draw, lock
+        self._bar = None
+        self._listener = self._thread = None
+        self._closing = threading.Event()
+
+    def receive_from(self, listener):
+        self._listener = listener
+        self._thread = threading.Thread(target=self._receive, name="tensorweave-launch-progress", daemon=True)
+        self._thread.start()
+
+    def _receive(self):
+        while not self._closing.is_set():
+            report = self._listener.receive(timeout=0.2)
+            if report is not None:
+                self.record(*report)
+
+    def record(self, step, total, loss):
+        """Takes one report; a step below the latest one (reordered datagrams) only updates loss."""
+        with self._lock:
+            self.reports += 1
+            self.step = step if self.step is None else max(self.step, step)
+            self.total = total if total is not None else self.total
+            self.loss = loss if loss is not None else self.loss
+            if self._draw:
+                self._update_bar()
+
+    def _update_bar(self):
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=self.total, desc="cluster", unit="step", file=self._file, dynamic_ncols=True)
+        if self._bar.total != self.total:
+            self._bar.total = self.total
+        if self.loss is not None:
+            self._bar.set_postfix(loss=f"{self.loss:.4g}", refresh=False)
+        # Asynchronous workers may carry the global step past the last one; tqdm would drop the total.
+        shown = self.step if self.total is None else min(self.step, self.total)
+        self._bar.update(shown - self._bar.n)
+
+    def write_line(self, out, text):
+        """Writes `text` (a task's output line) to `out`, keeping the bar below it; hold the lock."""
+        if self._bar is not None:
+            self._bar.clear()
+        out.write(text)
+        out.flush()
+        if self._bar is not None:
+            self._bar.refresh()
+
+    def close(self):
+        """Takes the reports that have arrived, stops receiving and closes the bar."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            while (report := listener.receive(timeout=0)) is not None:
+                self.record(*report)
+            listener.close()
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+
 class Launch:
     """Runs `script args...` once per task of a cluster of `ps` PS and `workers` worker tasks on
     free ports of `host`: `start()`, then `wait()` for the exit status; `stop()` terminates every
-    child that is still running (also safe after `wait`)."""
+    child that is still running (also safe after `wait`). `progress` is "auto", "always" or "never"
+    (see the module's docstring)."""
 
     def __init__(self, script, args=(), *, ps=1, workers=1, token=None, keep_going=False, tls=None,
                  host="127.0.0.1", python=sys.executable, stdout=None, stderr=None,
-                 stop_timeout=DEFAULT_STOP_TIMEOUT_S):
+                 stop_timeout=DEFAULT_STOP_TIMEOUT_S, progress="auto"):
         if workers < 1:
             raise ValueError(f"A launch needs at least one worker, got {workers}")
         if ps < 0:
@@ -82,8 +163,15 @@ class Launch:
         # {ConfigProto TLS field: path}; the tasks read them from the environment (transport.tls).
         self.tls = {tls_lib.ENV[name]: os.path.abspath(path) for name, path in (tls or {}).items()}
         self.stop_timeout = stop_timeout
+        if progress not in PROGRESS_MODES:
+            raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}, got {progress!r}")
+        self._progress_mode = progress
         self._out = {"stdout": stdout or sys.stdout, "stderr": stderr or sys.stderr}
         self._write_lock = threading.Lock()
+        stderr = self._out["stderr"]
+        draw = progress == "always" or (progress == "auto" and hasattr(stderr, "isatty") and stderr.isatty())
+        self.progress = ClusterProgress(stderr, draw, self._write_lock)
+        self._progress_path = None
         self.cluster = None
         self.tasks = []
         self._threads = {}
@@ -100,6 +188,10 @@ class Launch:
         hosts = self.cluster.as_dict()
         ps_hosts, worker_hosts = hosts.get("ps", []), hosts["worker"]
         try:
+            if self._progress_mode != "never":
+                listener = progress_channel.ProgressListener()
+                self._progress_path = listener.path
+                self.progress.receive_from(listener)
             for job in self.cluster.jobs:
                 for index in self.cluster.task_indices(job):
                     args = template_args(self.args, job, index, ps_hosts, worker_hosts)
@@ -117,6 +209,8 @@ class Launch:
             env[grpc_auth.TOKEN_ENV] = self.token
         env.update(self.tls)
         env.update(self._threads.get(job, {}))
+        if self._progress_path is not None:
+            env[progress_channel.ENV] = self._progress_path
         process = subprocess.Popen([self.python, self.script, *args], env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         prefix = f"[{job}:{index}] "
@@ -132,8 +226,7 @@ class Launch:
             for line in iter(pipe.readline, b""):
                 text = line.decode("utf-8", "replace").rstrip("\r\n")
                 with self._write_lock:
-                    out.write(prefix + text + "\n")
-                    out.flush()
+                    self.progress.write_line(out, prefix + text + "\n")
 
     def wait(self, timeout=None):
         """Waits for the launch to end and returns its exit status: 0 when every worker exited 0,
@@ -173,13 +266,14 @@ class Launch:
         for task in self.tasks:
             for reader in task.readers:
                 reader.join(self.stop_timeout)
+        self.progress.close()
 
     def _report(self, message):
         with self._write_lock:
-            self._out["stderr"].write(f"tensorweave launch: {message}\n")
-            self._out["stderr"].flush()
+            self.progress.write_line(self._out["stderr"], f"tensorweave launch: {message}\n")
 
 
+PROGRESS_MODES = ("auto", "always", "never")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 

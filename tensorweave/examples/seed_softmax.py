@@ -7,12 +7,10 @@ test accuracy (about 0.91-0.92).
 """
 
 import argparse
-import sys
-
-from tqdm import tqdm
 
 import tensorweave as tf
 from tensorweave.examples.tutorials.mnist import input_data
+from tensorweave.train.progress import Progress
 
 
 def main(argv=None):
@@ -38,14 +36,15 @@ def main(argv=None):
 
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
-        bar = tqdm(range(args.steps), desc="training", unit="step", disable=not sys.stderr.isatty())
-        for i in bar:
-            batch_xs, batch_ys = mnist.train.next_batch(args.batch_size)
-            if i % 50 == 0:
-                loss, _ = sess.run([xent, step], feed_dict={x: batch_xs, y_: batch_ys})
-                bar.set_postfix(loss=f"{loss / args.batch_size:.3f}")
-            else:
-                sess.run(step, feed_dict={x: batch_xs, y_: batch_ys})
+        with Progress(total=args.steps) as bar:
+            for i in range(args.steps):
+                batch_xs, batch_ys = mnist.train.next_batch(args.batch_size)
+                if i % 50 == 0:
+                    loss, _ = sess.run([xent, step], feed_dict={x: batch_xs, y_: batch_ys})
+                    bar.update(i + 1, loss=loss / args.batch_size)
+                else:
+                    sess.run(step, feed_dict={x: batch_xs, y_: batch_ys})
+                    bar.update(i + 1)
         acc = sess.run(accuracy, feed_dict={x: mnist.test.images, y_: mnist.test.labels})
     print(f"test accuracy: {acc:.4f}")
     return acc

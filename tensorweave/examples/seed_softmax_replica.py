@@ -9,6 +9,7 @@ with the variables placed on the PS by `replica_device_setter` and trains asynch
 order of batches (batch 100, gradient descent 0.01 on the summed cross entropy, as the seed program)
 until the shared global step reaches --steps. The chief (worker 0) initializes the variables, the
 other workers wait for it, and at the end the chief prints the test accuracy (about 0.91-0.92).
+The chief reports the global step and loss to the launcher's progress bar.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import os
 
 import tensorweave as tf
 from tensorweave.examples.tutorials.mnist import input_data
+from tensorweave.train.progress import Progress
 
 
 def main(argv=None):
@@ -62,12 +64,14 @@ def main(argv=None):
     sv = tf.train.Supervisor(is_chief=is_chief, global_step=global_step, recovery_wait_secs=1)
     # This worker's session sees the PS and itself only, so it does not depend on other workers.
     config = tf.ConfigProto(device_filters=["/job:ps", f"/job:worker/task:{task}"])
-    with sv.managed_session(server.target, config=config) as sess:
+    with sv.managed_session(server.target, config=config) as sess, \
+            Progress(total=args.steps, is_chief=is_chief) as bar:
         local_steps, global_steps = 0, 0
         while not sv.should_stop() and global_steps < args.steps:
             batch_xs, batch_ys = mnist.train.next_batch(args.batch_size)
             loss, _, global_steps = sess.run([xent, step, global_step], feed_dict={x: batch_xs, y_: batch_ys})
             local_steps += 1
+            bar.update(global_steps, loss=loss / args.batch_size)
             if is_chief and local_steps % args.log_every == 0:
                 print(f"global step {global_steps}: loss {loss / args.batch_size:.3f}")
         print(f"worker {task}: {local_steps} local steps, global step {global_steps}")

@@ -3,8 +3,10 @@
 import inspect
 import logging
 import os
+import sys
 import threading
 import time
+import types
 import warnings
 
 import numpy as np
@@ -12,6 +14,18 @@ from tensorboard.compat.proto import event_pb2, graph_pb2, meta_graph_pb2, summa
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 _log = logging.getLogger(__name__)
+
+
+def use_tensorboard_file_layer():
+    """Makes TensorBoard's event writer and reader use the file layer bundled with TensorBoard.
+
+    Both reach files through `tensorboard.compat.tf`, which imports all of TensorFlow when it is
+    installed (seconds, and its log lines) only to open local files. TensorBoard's own switch for
+    this, an importable `tensorboard.compat.notf` module, selects its bundled stub instead. A
+    process that has imported TensorFlow itself keeps TensorFlow's file layer (gs:// paths).
+    """
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
 def _as_summary(summary):
@@ -93,6 +107,7 @@ class FileWriter:
             self.add_meta_graph(_meta_graph_def(true_graph_def))
 
     def _open_event_writer(self):
+        use_tensorboard_file_layer()
         return EventFileWriter(self._logdir, self._max_queue, self._flush_secs,
                                self._filename_suffix)
 

@@ -14,7 +14,8 @@ or by hand, one process per task:
         --worker_hosts=localhost:2223,localhost:2224
     python mnist_replica.py --job_name=worker --task_index=0 ...   (and --task_index=1)
 
-Softmax regression by default; --hidden_units N adds a ReLU hidden layer of N units.
+Softmax regression by default; --hidden_units N adds a ReLU hidden layer of N units. The chief
+reports the global step and loss to the launcher's progress bar (`tensorweave.train.progress`).
 """
 
 import argparse
@@ -23,6 +24,7 @@ import time
 
 import tensorweave as tf
 from tensorweave.examples.tutorials.mnist import input_data
+from tensorweave.train.progress import Progress
 
 FLAGS = None
 
@@ -99,14 +101,17 @@ def main(_):
     time_begin = time.time()
     print("Training begins @ %f" % time_begin)
     local_step = 0
+    progress = Progress(total=FLAGS.train_steps, is_chief=is_chief)
     while True:
         batch_xs, batch_ys = mnist.train.next_batch(FLAGS.batch_size)
-        _, step = sess.run([train_step, global_step], feed_dict={x: batch_xs, y_: batch_ys})
+        _, loss, step = sess.run([train_step, cross_entropy, global_step], feed_dict={x: batch_xs, y_: batch_ys})
         local_step += 1
+        progress.update(step, loss=loss)
         if local_step == 1 or local_step % FLAGS.log_every == 0:
             print("Worker %d: training step %d done (global step: %d)" % (FLAGS.task_index, local_step, step))
         if step >= FLAGS.train_steps:
             break
+    progress.close()
     time_end = time.time()
     print("Training ends @ %f" % time_end)
     print("Training elapsed time: %f s (%d local steps of %d workers)"
