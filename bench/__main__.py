@@ -2,12 +2,14 @@
 
     python -m bench [--workloads softmax,mlp,chain] [--frameworks tensorweave,tf,torch,numpy]
                     [--quick] [--json PATH] [--python INTERPRETER] [--retries N]
-                    [--wait-quiet S] [--timeout S] [--suite all|local|distributed]
+                    [--wait-quiet S] [--timeout S] [--suite all|local|distributed|inference|tracing]
 
 --suite all (the default) prints the single-process table below and then the distributed
 benchmark (`python -m bench.distributed`, which has options of its own): tensor transfer,
 parameter-server training and transfer encodings, training on those of --frameworks that are
-tensorweave or tf.
+tensorweave or tf; then the inference benchmark (`python -m bench.inference`): ONNX Runtime on
+the exported MLP vs TensorWeave's NumPy inference path vs a tf.Session; then the cost of
+tracing (`python -m bench.tracing`): MLP step time with tracing off and on.
 
 Each (framework, workload) pair runs in its own subprocess
 (`python -m bench.run_one ...`, JSON on stdout), one at a time, so thread pools
@@ -272,12 +274,17 @@ def main(argv=None):
                          "processes to leave the CPUs idle (default 0: don't wait)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds allowed per subprocess (default 150, quick 60)")
-    ap.add_argument("--suite", choices=("all", "local", "distributed"), default="all",
+    ap.add_argument("--suite", choices=("all", "local", "distributed", "inference", "tracing"), default="all",
                     help="local: the single-process table; distributed: bench.distributed; "
-                         "all (default): both")
+                         "inference: bench.inference (ONNX Runtime vs TensorWeave on the exported MLP); "
+                         "tracing: bench.tracing (step time with tracing off and on); all (default): each")
     args = ap.parse_args(argv)
     if args.suite == "distributed":
         return run_distributed(args, parse_list(args.frameworks, FRAMEWORKS, "framework"))
+    if args.suite == "inference":
+        return run_inference(args)
+    if args.suite == "tracing":
+        return run_tracing(args)
     workloads = parse_list(args.workloads, WORKLOADS, "workload")
     frameworks = parse_list(args.frameworks, FRAMEWORKS, "framework")
     timeout = args.timeout or (60 if args.quick else 150)
@@ -341,6 +348,12 @@ def main(argv=None):
         print()
         sys.stdout.flush()
         run_distributed(args, frameworks, doc)
+        print()
+        sys.stdout.flush()
+        run_inference(args)
+        print()
+        sys.stdout.flush()
+        run_tracing(args)
     elif args.json:
         print("results written to %s" % args.json)
     return 0
@@ -362,6 +375,25 @@ def run_distributed(args, frameworks, doc=None):
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
         print("results written to %s" % args.json)
+    return 0
+
+
+def run_inference(args):
+    """Runs `bench.inference` (ONNX Runtime vs TensorWeave's inference path vs a Session)."""
+    from bench import inference
+
+    inference.run(argparse.Namespace(quick=args.quick, batches="128,1", python=args.python,
+                                     timeout=args.timeout, threads=None))
+    return 0
+
+
+def run_tracing(args):
+    """Runs `bench.tracing` (TensorWeave alone) in its own process, as the other measurements run."""
+    cmd = [args.python, "-m", "bench.tracing"] + (["--quick"] if args.quick else [])
+    try:
+        subprocess.run(cmd, cwd=ROOT, env=child_env("tensorweave"), timeout=args.timeout or 300, check=False)
+    except subprocess.TimeoutExpired:
+        print("tracing: no result within %ss" % (args.timeout or 300))
     return 0
 
 

@@ -1,5 +1,6 @@
 """The `tensorweave` command: `tensorweave server ...` runs one task of a cluster, `tensorweave
-launch ...` runs a script once per task of a local cluster (see `distributed.launcher`)."""
+launch ...` runs a script once per task of a local cluster (see `distributed.launcher`),
+`tensorweave profile TRACE` lists the costliest ops of a saved trace (`tools.profile`)."""
 
 import argparse
 import contextlib
@@ -105,7 +106,7 @@ def _launch(args):
     try:
         token = _read_token(args.token_file) if args.token_file else secrets.token_hex(32)
         launch = Launch(args.script, args.args, ps=args.ps, workers=args.workers, token=token,
-                        keep_going=args.keep_going, tls=_tls_args(args))
+                        keep_going=args.keep_going, tls=_tls_args(args), progress=args.progress)
     except (OSError, ValueError) as e:
         return _fail("launch", e)
     try:
@@ -121,6 +122,55 @@ def _launch(args):
                 launch.stop()
     except _Signalled as e:  # arrived while stopping; stop() has still run to its end
         return 128 + e.signum
+
+
+def _export_onnx(args):
+    from tensorweave.export import onnx as onnx_export
+
+    sources = [s for s in (args.checkpoint, args.graph, args.saved_model) if s]
+    if len(sources) != 1:
+        return _fail("export onnx", "give exactly one of --checkpoint, --graph and --saved-model")
+    split = lambda names: [n for arg in names or () for n in arg.split(",") if n]
+    try:
+        onnx_export.export(sources[0], split(args.inputs), split(args.outputs), args.output)
+    except ImportError as e:
+        return _fail("export onnx", e, status=1)
+    except (OSError, ValueError, KeyError) as e:  # an unsupported op included: its name and type
+        return _fail("export onnx", e, status=1)
+    print(f"tensorweave export onnx: wrote {args.output}", flush=True)
+    return 0
+
+
+def _add_export_parser(commands):
+    export = commands.add_parser("export", help="export a trained graph for inference")
+    formats = export.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    onnx = formats.add_parser("onnx", help="write an ONNX model (frozen: variables become initializers)",
+                              description="Exports the ops computing --outputs from --inputs to ONNX; an op "
+                              "with no ONNX translation fails the export with its name and type.")
+    onnx.add_argument("--checkpoint", metavar="PREFIX", help="a tf.train.Saver checkpoint (PREFIX.meta and "
+                      "PREFIX.safetensors)")
+    onnx.add_argument("--graph", metavar="FILE", help="a frozen GraphDef (.pb or .pbtxt)")
+    onnx.add_argument("--saved-model", metavar="DIR", help="a tf.saved_model.simple_save directory")
+    onnx.add_argument("--inputs", action="append", metavar="NAMES",
+                      help="input tensor names, comma-separated (default: the placeholders the outputs need)")
+    onnx.add_argument("--outputs", action="append", metavar="NAMES",
+                      help="output tensor names, comma-separated (required but with --saved-model, where "
+                      "signature keys may be given and the default is the signature's outputs)")
+    onnx.add_argument("output", metavar="OUT.onnx")
+    onnx.set_defaults(run=_export_onnx)
+
+
+def _profile(args):
+    from tensorweave.tools.profile import format_top, load_trace
+
+    if args.top < 1:
+        return _fail("profile", f"--top must be at least 1, got {args.top}")
+    try:
+        model = load_trace(args.trace, by=args.by)
+    except (OSError, ValueError) as e:
+        return _fail("profile", e, status=1)
+    print(format_top(model, args.top))
+    return 0
 
 
 def _add_tls_arguments(parser):
@@ -165,10 +215,25 @@ def _parser():
                         help="cluster token file (default: a new random token)")
     launch.add_argument("--keep-going", action="store_true",
                         help="when a task fails, let the remaining workers finish; exit non-zero at the end")
+    launch.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                        help="one progress bar for the cluster, fed by the chief's reports "
+                        "(tensorweave.train.progress): auto draws it when stderr is a terminal (default)")
     _add_tls_arguments(launch)
     launch.add_argument("script")
     launch.add_argument("args", nargs=argparse.REMAINDER)
     launch.set_defaults(run=_launch)
+
+    profile = commands.add_parser("profile", help="print the ops that took the most time in a saved trace",
+                                  description="TRACE is a serialized RunMetadata (or StepStats) of a step run "
+                                  "with RunOptions(trace_level=FULL_TRACE), or the Chrome trace JSON of "
+                                  "tensorweave.tools.timeline.")
+    profile.add_argument("trace", metavar="TRACE")
+    profile.add_argument("--top", type=int, default=20, metavar="N", help="how many ops to list (default 20)")
+    profile.add_argument("--by", choices=("name", "type"), default="name",
+                         help="group by node name (default) or by op type")
+    profile.set_defaults(run=_profile)
+
+    _add_export_parser(commands)
     return parser
 
 

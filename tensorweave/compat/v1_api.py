@@ -27,6 +27,8 @@ _INIT = "tensorweave.ops.init_ops"
 _STATE = "tensorweave.ops.state_ops"
 _CTRL = "tensorweave.ops.control_ops"
 _LOSS = "tensorweave.ops.losses"
+_DBG = "tensorweave.ops.debug_ops"
+_CHK = "tensorweave.ops.check_ops"
 _RT = "tensorweave.runtime"
 
 
@@ -79,6 +81,15 @@ MATH = {
 }
 
 ERRORS = "tensorweave.framework.errors"
+
+_ASSERTS = ("assert_equal assert_none_equal assert_positive assert_non_negative assert_negative "
+            "assert_non_positive assert_less assert_less_equal assert_greater assert_greater_equal assert_near "
+            "assert_rank assert_rank_at_least assert_type")
+DEBUGGING = {
+    **_names(_CHK, _ASSERTS + " assert_shapes"),
+    **_names(_DBG, "check_numerics assert_all_finite"),
+    "Assert": f"{_DBG}:assert_",
+}
 
 ROOT = {
     **_DTYPES,
@@ -137,7 +148,10 @@ ROOT = {
              "glorot_normal_initializer variance_scaling_initializer orthogonal_initializer"),
     # control
     **_names(_CTRL, "no_op group tuple"),
-    # numerics and printing land with the tools issue; check_numerics is basic enough for now
+    # numeric debugging and printing
+    **_names(_CHK, _ASSERTS),
+    **_names(_DBG, "check_numerics add_check_numerics_ops verify_tensor_all_finite"),
+    **_renamed(_DBG, {"Assert": "assert_", "Print": "print_legacy", "print": "print_v2"}),
     # sessions
     **_names(f"{_RT}.session", "Session InteractiveSession"),
     **_names(f"{_RT}.config", "ConfigProto GPUOptions GraphOptions OptimizerOptions RunOptions RunMetadata"),
@@ -151,8 +165,11 @@ ROOT = {
     "summary": "tensorweave.summary",
     "random": LazyNamespace("tensorweave.random", RANDOM),
     "math": LazyNamespace("tensorweave.math", MATH),
+    "debugging": LazyNamespace("tensorweave.debugging", DEBUGGING),
+    "debug": "tensorweave.debug",
     "gfile": LazyNamespace("tensorweave.gfile", GFILE),
-    "io": LazyNamespace("tensorweave.io", {"gfile": LazyNamespace("tensorweave.io.gfile", GFILE)}),
+    "io": LazyNamespace("tensorweave.io", {"gfile": LazyNamespace("tensorweave.io.gfile", GFILE),
+                                           "write_graph": f"{_F}.graph_io:write_graph"}),
     "errors": ERRORS,
     "app": "tensorweave.platform.app",
     "flags": "tensorweave.platform.flags",
@@ -163,6 +180,9 @@ ROOT = {
         "random_uniform": "random_uniform_initializer", "glorot_uniform": "glorot_uniform_initializer",
         "glorot_normal": "glorot_normal_initializer", "variance_scaling": "variance_scaling_initializer"})),
     "datasets": "tensorweave.datasets",
+    "graph_util": LazyNamespace("tensorweave.graph_util", _names(f"{_F}.graph_util", "convert_variables_to_constants "
+                                "extract_sub_graph remove_training_nodes")),
+    "saved_model": "tensorweave.saved_model",
     "__version__": "tensorweave.version:__version__",
     "VERSION": "tensorweave.version:__version__",
 }
