@@ -17,6 +17,8 @@ gradient of an op that has neither raises `LookupError` naming the op type.
 
 import sys
 
+from tensorweave.framework import errors
+
 _REGISTRY = {}
 
 
@@ -113,3 +115,14 @@ def get_op_def(type_name):
 
 def registered_ops():
     return dict(_REGISTRY)
+
+
+def call_kernel(op, kernel, args):
+    """`kernel(*args)` for `op`; an error that is not already an OpError becomes an
+    InvalidArgumentError naming the op (and where it was created)."""
+    try:
+        return kernel(*args)
+    except errors.OpError:
+        raise
+    except Exception as e:
+        raise op.error(errors.InvalidArgumentError, str(e)) from e

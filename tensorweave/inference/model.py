@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from tensorweave.framework import dtypes, errors
+from tensorweave.framework.op_def import call_kernel
 from tensorweave.inference import frozen_graph
 from tensorweave.saved_model import layout
 
@@ -72,7 +73,7 @@ class _Program:
             except Exception as e:
                 raise op.error(errors.InvalidArgumentError, f"cannot build kernel: {e}") from e
             if all(t in self.constants for t in op.inputs) and not op.control_inputs:
-                self._store(self.constants, op, _call(op, kernel, [self.constants[t] for t in op.inputs]))
+                self._store(self.constants, op, call_kernel(op, kernel, [self.constants[t] for t in op.inputs]))
             else:
                 self.steps.append([op, kernel, op.inputs, op.outputs, ()])
         keep = set(fetches.values()) | set(self.constants)
@@ -117,19 +118,10 @@ class _Program:
             values[tensor] = _checked_feed(tensor, value)
         with np.errstate(all="ignore"):
             for op, kernel, ins, _, dead in self.steps:
-                self._store(values, op, _call(op, kernel, [values[t] for t in ins]))
+                self._store(values, op, call_kernel(op, kernel, [values[t] for t in ins]))
                 for t in dead:
                     del values[t]
         return {key: np.asarray(values[t]) for key, t in self.fetches.items()}
-
-
-def _call(op, kernel, args):
-    try:
-        return kernel(*args)
-    except errors.OpError:
-        raise
-    except Exception as e:
-        raise op.error(errors.InvalidArgumentError, str(e)) from e
 
 
 def _checked_feed(tensor, value):

@@ -10,6 +10,7 @@ their last consumer ran. All of this happens once per signature; a run only inte
 import numpy as np
 
 from tensorweave.framework import errors
+from tensorweave.framework.op_def import call_kernel
 from tensorweave.framework.toposort import CycleError, kahn_order
 from tensorweave.runtime.chunking import chunked_schedule
 from tensorweave.runtime.closures import DISCARD_SLOT, STEP_SLOT, compile_program
@@ -266,9 +267,4 @@ def schedule_steps(compiled, keep, initial, may_free=None):
 
 def _run_kernel(op, fn, args):
     with np.errstate(all="ignore"):
-        try:
-            return fn(*args)
-        except errors.OpError:
-            raise
-        except Exception as e:
-            raise op.error(errors.InvalidArgumentError, str(e)) from e
+        return call_kernel(op, fn, args)
