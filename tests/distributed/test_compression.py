@@ -306,3 +306,26 @@ def test_random_shapes_round_trip(x, encoding):
         # Below the target's normal range the error is bounded by its smallest denormal step instead.
         floor = 2.0**-25 if encoding == "float16" else 2.0**-133
         assert (err <= np.abs(x) * rel + floor).all()
+
+
+def test_float16_is_bit_for_bit_numpys_cast():
+    # Every half decodes exactly; random float32 bit patterns (NaNs, infinities, subnormals and
+    # all) and values dense around the rounding and overflow boundaries encode as NumPy casts them.
+    halves = np.arange(1 << 16, dtype=np.uint16).view("<f2")
+    expected = halves.astype(np.float32)
+    got = decode(halves.view(np.uint8), "float16", np.float32, halves.shape, {})
+    assert ((got.view(np.uint32) == expected.view(np.uint32)) | (np.isnan(got) & np.isnan(expected))).all()
+    rng = np.random.default_rng(7)
+    x = np.concatenate([
+        rng.integers(0, 1 << 32, size=1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32),
+        np.linspace(-70000, 70000, 200_001, dtype=np.float32),
+        (np.arange(1 << 18, dtype=np.uint32) * 257 + 0x33000000).view(np.float32),  # around 2**-25
+        np.array([65504, 65519.996, 65520, 6.1035156e-05, 6.097555e-05, 2.9802322e-08, 2.9802326e-08,
+                  0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan], np.float32),
+    ])
+    payload, _ = encode(x, "float16")
+    with np.errstate(all="ignore"):
+        reference = x.astype(np.float16)
+    wire = np.frombuffer(payload, "<f2")
+    same = wire.view(np.uint16) == reference.view(np.uint16)
+    assert (same | (np.isnan(wire) & np.isnan(reference))).all()
