@@ -374,9 +374,12 @@ def _has_op(graph, name):
 
 # -- files -------------------------------------------------------------------------------------
 
-def atomic_write(path, data):
+def atomic_write(path, data, on_step=None):
     """Writes `data` (bytes) to `path` so readers see the old file or the whole new one: a temp
-    file in the same directory, flushed and fsynced, then renamed over `path`."""
+    file in the same directory, flushed and fsynced, then renamed over `path`.
+
+    `on_step(step)`, if given, is called between the steps ("temp written" before the rename,
+    "renamed" before the directory's fsync), so tests can interrupt the sequence there."""
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -385,6 +388,8 @@ def atomic_write(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if on_step is not None:
+            on_step("temp written")
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -392,6 +397,8 @@ def atomic_write(path, data):
         except FileNotFoundError:
             pass
         raise
+    if on_step is not None:
+        on_step("renamed")
     try:  # make the rename itself durable; not every platform lets a directory be opened
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:

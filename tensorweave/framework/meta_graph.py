@@ -183,14 +183,15 @@ def _kind_of(items):
     return kinds.pop()
 
 
-def write_meta_graph_file(meta_graph_def, filename, as_text=False):
-    """Writes `meta_graph_def` to `filename` (binary, or text format), atomically."""
+def write_meta_graph_file(meta_graph_def, filename, as_text=False, on_step=None):
+    """Writes `meta_graph_def` to `filename` (binary, or text format), atomically (`on_step`:
+    see `graph_io.atomic_write`)."""
     data = text_format.MessageToString(meta_graph_def).encode() if as_text \
         else meta_graph_def.SerializeToString()
     directory = os.path.dirname(os.fspath(filename))
     if directory:
         os.makedirs(directory, exist_ok=True)
-    graph_io.atomic_write(filename, data)
+    graph_io.atomic_write(filename, data, on_step=on_step)
 
 
 def read_meta_graph_file(filename):

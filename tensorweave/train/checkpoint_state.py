@@ -73,15 +73,16 @@ def generate_checkpoint_state_proto(save_dir, model_checkpoint_path, all_model_c
 
 def update_checkpoint_state(save_dir, model_checkpoint_path, all_model_checkpoint_paths=None,
                             latest_filename=None, all_model_checkpoint_timestamps=None,
-                            last_preserved_timestamp=None):
-    """`tf.train.update_checkpoint_state`: rewrites `save_dir/checkpoint` (atomically)."""
+                            last_preserved_timestamp=None, *, on_step=None):
+    """`tf.train.update_checkpoint_state`: rewrites `save_dir/checkpoint` (atomically; `on_step`:
+    see `graph_io.atomic_write`)."""
     state = generate_checkpoint_state_proto(save_dir, model_checkpoint_path, all_model_checkpoint_paths,
                                             all_model_checkpoint_timestamps, last_preserved_timestamp)
     path = _state_path(save_dir, latest_filename)
     if os.path.abspath(path) == os.path.abspath(model_checkpoint_path):
         raise RuntimeError(f"Save path '{model_checkpoint_path}' conflicts with path used for checkpoint "
                            f"state. Please use a different save path.")
-    graph_io.atomic_write(path, text_format.MessageToString(state).encode())
+    graph_io.atomic_write(path, text_format.MessageToString(state).encode(), on_step=on_step)
 
 
 def get_checkpoint_state(checkpoint_dir, latest_filename=None):
@@ -154,9 +155,12 @@ def get_checkpoint_mtimes(checkpoint_prefixes):
     return out
 
 
-def remove_checkpoint(checkpoint_prefix, meta_graph_suffix=META_GRAPH_SUFFIX):
-    """Deletes the files of checkpoint `checkpoint_prefix` (tensors and meta graph)."""
+def remove_checkpoint(checkpoint_prefix, meta_graph_suffix=META_GRAPH_SUFFIX, *, on_step=None):
+    """Deletes the files of checkpoint `checkpoint_prefix` (tensors, then meta graph);
+    `on_step(path)`, if given, is called before each deletion (a test hook)."""
     for path in (checkpoint_path(checkpoint_prefix), meta_graph_filename(checkpoint_prefix, meta_graph_suffix)):
+        if on_step is not None:
+            on_step(path)
         try:
             os.remove(path)
         except FileNotFoundError:

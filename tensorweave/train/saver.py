@@ -5,7 +5,13 @@ variable's value under its name (readable by any safetensors tool), and by defau
 `prefix.meta`, the MetaGraphDef. The safetensors metadata records the format version, the
 global step, a SHA-256 per tensor and one over the header, so restore detects any flipped
 byte, which safetensors alone would load. The directory's `checkpoint` file lists the recent
-checkpoints (see `checkpoint_state`). Every file is written atomically.
+checkpoints (see `checkpoint_state`).
+
+A save writes, in order, the tensors, the meta graph and the state file, each atomically (a
+fsynced temp file renamed over the target), and only then deletes the checkpoints `max_to_keep`
+retires. So a crash at any point leaves the state file naming a checkpoint whose files are whole:
+the previous one, or the new one once its tensors and meta graph are in place. `fault_point` is
+called between those steps so that tests can interrupt the sequence at each of them.
 
 Save reads all variables in one `Session.run`. Restore feeds the values to one op: a
 placeholder and an `Assign` per variable under `save/`, grouped as `save/restore_all`, built
@@ -50,6 +56,17 @@ class CheckpointNotFoundError(errors.NotFoundError, ValueError):
     """No checkpoint at the given path (a ValueError too, as TF1's Saver.restore raised)."""
 
 
+def fault_point(step):
+    """A test hook, called at each step of `Saver.save`'s write sequence with the step's name
+    (e.g. "tensors model-3.safetensors: temp written", "state checkpoint: renamed", "delete
+    model-1.meta"). It does nothing; a test patches it to raise, which interrupts the save there
+    as a crash would."""
+
+
+def _steps(what):
+    return lambda step: fault_point(f"{what}: {step}")
+
+
 # -- the file format ---------------------------------------------------------------------------
 
 def _digest(array):
@@ -64,8 +81,9 @@ def _header_digest(metadata, entries):
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def write_checkpoint(path, tensors, global_step=None):
-    """Writes {name: array} to the safetensors file `path`, with integrity metadata."""
+def write_checkpoint(path, tensors, global_step=None, on_step=None):
+    """Writes {name: array} to the safetensors file `path`, with integrity metadata, atomically
+    (`on_step`: see `graph_io.atomic_write`)."""
     stored, entries, digests, kinds = {}, {}, {}, {}
     for key, value in tensors.items():
         array = np.asarray(value)
@@ -85,7 +103,7 @@ def write_checkpoint(path, tensors, global_step=None):
                 "global_step": "" if global_step is None else str(int(global_step)),
                 "dtypes": json.dumps(kinds, sort_keys=True), "sha256": json.dumps(digests, sort_keys=True)}
     metadata["header_sha256"] = _header_digest(metadata, entries)
-    atomic_write(path, safetensors.numpy.save(stored, metadata=metadata))
+    atomic_write(path, safetensors.numpy.save(stored, metadata=metadata), on_step=on_step)
 
 
 def safetensors_dtype(np_dtype):
@@ -335,14 +353,19 @@ class Saver:
         save_dir = os.path.dirname(prefix)
         if save_dir and not os.path.isdir(save_dir):
             raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
-        write_checkpoint(checkpoint_path(prefix), dict(zip(keys, values, strict=True)), step)
+        # The order makes a crash anywhere harmless (see the module's docstring).
+        tensors_file = checkpoint_path(prefix)
+        write_checkpoint(tensors_file, dict(zip(keys, values, strict=True)), step,
+                         on_step=_steps(f"tensors {os.path.basename(tensors_file)}"))
         if write_meta_graph:
-            self.export_meta_graph(meta_graph_filename(prefix, meta_graph_suffix),
-                                   strip_default_attrs=strip_default_attrs)
+            meta_file = meta_graph_filename(prefix, meta_graph_suffix)
+            meta = self.export_meta_graph(strip_default_attrs=strip_default_attrs)
+            meta_graph.write_meta_graph_file(meta, meta_file, on_step=_steps(f"meta {os.path.basename(meta_file)}"))
         if write_state:
             self._record(prefix)
             update_checkpoint_state(save_dir, prefix, self.last_checkpoints, latest_filename,
-                                    [t for _, t in self._last_checkpoints] or None)
+                                    [t for _, t in self._last_checkpoints] or None,
+                                    on_step=_steps(f"state {latest_filename or 'checkpoint'}"))
             self._delete_old(meta_graph_suffix)
         return prefix
 
@@ -356,11 +379,13 @@ class Saver:
 
     def _delete_old(self, meta_graph_suffix):
         while self._to_delete:
-            prefix, saved_at = self._to_delete.pop(0)
+            prefix, saved_at = self._to_delete[0]
             if saved_at > self._next_keep_time:  # keep one every `keep_checkpoint_every_n_hours`
                 self._next_keep_time += self._keep_interval
-                continue
-            remove_checkpoint(prefix, meta_graph_suffix)
+            else:  # popped only once deleted, so an interrupted deletion is retried by the next save
+                remove_checkpoint(prefix, meta_graph_suffix,
+                                  on_step=lambda path: fault_point(f"delete {os.path.basename(path)}"))
+            self._to_delete.pop(0)
 
     @property
     def last_checkpoints(self):
