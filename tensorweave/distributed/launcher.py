@@ -22,6 +22,13 @@ drawn.
 The launch succeeds when every worker exits 0; parameter servers block in `server.join()`, so
 they are terminated then. A task that fails ends the launch with its exit status, after the other
 tasks are terminated (unless `keep_going`: then the remaining workers run to their end).
+
+With `restart="on-failure"` (supervise mode), a task that fails (exits non-zero or is killed by a
+signal; a PS task too) is started again with the same arguments and environment, so the same
+TF_CONFIG, task index, port and token, and it rejoins the cluster; each task may be restarted
+`max_restarts` times (a budget per task, so one flapping task cannot use up the others'). Only when
+a task fails with its restarts used up does the launch fail, with that task's status. A task that
+exits 0 is never restarted, and `stop()` (Ctrl-C, SIGTERM) stops every task for good.
 """
 
 import json
@@ -61,8 +68,11 @@ def template_args(args, job, task, ps_hosts, worker_hosts):
 class _Task:
     """One child process and the threads copying its output."""
 
-    def __init__(self, job, index, process, readers):
-        self.job, self.index, self.process, self.readers = job, index, process, readers
+    def __init__(self, job, index, args, env):
+        self.job, self.index, self.args, self.env = job, index, args, env
+        self.process = None
+        self.readers = []  # of every process this task has run, so that `stop` joins them all
+        self.restarts = 0
 
     @property
     def name(self):
@@ -144,12 +154,12 @@ class ClusterProgress:
 class Launch:
     """Runs `script args...` once per task of a cluster of `ps` PS and `workers` worker tasks on
     free ports of `host`: `start()`, then `wait()` for the exit status; `stop()` terminates every
-    child that is still running (also safe after `wait`). `progress` is "auto", "always" or "never"
-    (see the module's docstring)."""
+    child that is still running (also safe after `wait`). `progress` is "auto", "always" or "never";
+    `restart` is "no" or "on-failure", with `max_restarts` per task (see the module's docstring)."""
 
     def __init__(self, script, args=(), *, ps=1, workers=1, token=None, keep_going=False, tls=None,
                  host="127.0.0.1", python=sys.executable, stdout=None, stderr=None,
-                 stop_timeout=DEFAULT_STOP_TIMEOUT_S, progress="auto"):
+                 stop_timeout=DEFAULT_STOP_TIMEOUT_S, progress="auto", restart="no", max_restarts=0):
         if workers < 1:
             raise ValueError(f"A launch needs at least one worker, got {workers}")
         if ps < 0:
@@ -166,6 +176,12 @@ class Launch:
         if progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}, got {progress!r}")
         self._progress_mode = progress
+        if restart not in RESTART_POLICIES:
+            raise ValueError(f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts must not be negative, got {max_restarts}")
+        self.restart, self.max_restarts = restart, max_restarts
+        self._stopping = False
         self._out = {"stdout": stdout or sys.stdout, "stderr": stderr or sys.stderr}
         self._write_lock = threading.Lock()
         stderr = self._out["stderr"]
@@ -202,6 +218,11 @@ class Launch:
         return self
 
     def _spawn(self, job, index, args, hosts):
+        task = _Task(job, index, args, self._task_env(job, index, hosts))
+        self._run(task)
+        return task
+
+    def _task_env(self, job, index, hosts):
         env = dict(os.environ)
         env["TF_CONFIG"] = json.dumps({"cluster": hosts, "task": {"type": job, "index": index}})
         env["PYTHONUNBUFFERED"] = "1"  # so lines stream as they are printed
@@ -211,15 +232,19 @@ class Launch:
         env.update(self._threads.get(job, {}))
         if self._progress_path is not None:
             env[progress_channel.ENV] = self._progress_path
-        process = subprocess.Popen([self.python, self.script, *args], env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        prefix = f"[{job}:{index}] "
+        return env
+
+    def _run(self, task):
+        """Starts (or restarts) `task`'s process and the threads copying its output."""
+        task.process = subprocess.Popen([self.python, self.script, *task.args], env=task.env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        prefix = f"[{task.name}] "
         readers = [threading.Thread(target=self._copy_lines, args=(pipe, prefix, self._out[stream]),
-                                    name=f"tensorweave-launch-{job}-{index}-{stream}", daemon=True)
-                   for stream, pipe in (("stdout", process.stdout), ("stderr", process.stderr))]
+                                    name=f"tensorweave-launch-{task.job}-{task.index}-{stream}", daemon=True)
+                   for stream, pipe in (("stdout", task.process.stdout), ("stderr", task.process.stderr))]
         for reader in readers:
             reader.start()
-        return _Task(job, index, process, readers)
+        task.readers.extend(readers)
 
     def _copy_lines(self, pipe, prefix, out):
         with pipe:
@@ -230,16 +255,21 @@ class Launch:
 
     def wait(self, timeout=None):
         """Waits for the launch to end and returns its exit status: 0 when every worker exited 0,
-        else the status of the first task that failed. Other tasks are terminated before it
-        returns. Raises TimeoutError (children left running) after `timeout` seconds."""
+        else the status of the first task that failed (with its restarts used up, in supervise
+        mode). Other tasks are terminated before it returns. Raises TimeoutError (children left
+        running) after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         failed = None
         while True:
             for task in self.tasks:
                 code = task.process.poll()
+                if code is not None and code != 0 and self._restarted(task, exit_status(code)):
+                    continue
                 if code is not None and code != 0 and failed is None:
                     failed = exit_status(code)
-                    self._report(f"{task.name} exited with status {failed}")
+                    used = f" after {task.restarts} restart{'s' * (task.restarts != 1)}" \
+                        if self.restart != "no" else ""
+                    self._report(f"{task.name} exited with status {failed}{used}")
                     if not self.keep_going:
                         self.stop()
                         return failed
@@ -251,8 +281,19 @@ class Launch:
                 raise TimeoutError(f"The launch did not end within {timeout} seconds")
             time.sleep(_POLL_S)
 
+    def _restarted(self, task, status):
+        """Restarts failed `task` if the policy and its budget allow; whether it did."""
+        if self.restart != "on-failure" or task.restarts >= self.max_restarts or self._stopping:
+            return False
+        task.restarts += 1
+        self._report(f"restarting {task.name} (exit {status}), restart {task.restarts} of {self.max_restarts}")
+        self._run(task)
+        return True
+
     def stop(self):
-        """Terminates every task still running: SIGTERM, then SIGKILL after `stop_timeout`."""
+        """Terminates every task still running: SIGTERM, then SIGKILL after `stop_timeout`. No
+        task is restarted after this."""
+        self._stopping = True
         running = [t for t in self.tasks if t.process.poll() is None]
         for task in running:
             _signal(task.process, signal.SIGTERM)
@@ -274,6 +315,7 @@ class Launch:
 
 
 PROGRESS_MODES = ("auto", "always", "never")
+RESTART_POLICIES = ("no", "on-failure")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
