@@ -20,6 +20,12 @@ _TABLE = {
              "polynomial_decay natural_exp_decay"),
     **_names("coordinator", "Coordinator"),
     "Supervisor": "tensorweave.train.supervisor:Supervisor",
+    **_names("session_run_hook", "SessionRunHook SessionRunArgs SessionRunContext SessionRunValues"),
+    **_names("basic_session_run_hooks", "NanLossDuringTrainingError SecondOrStepTimer StopAtStepHook "
+             "CheckpointSaverListener CheckpointSaverHook SummarySaverHook LoggingTensorHook NanTensorHook "
+             "StepCounterHook FinalOpsHook FeedFnHook"),
+    **_names("monitored_session", "Scaffold SessionCreator ChiefSessionCreator WorkerSessionCreator "
+             "MonitoredSession SingularMonitoredSession MonitoredTrainingSession"),
     **_names("device_setter", "replica_device_setter GreedyLoadBalancingStrategy byte_size_load_fn"),
     "ClusterSpec": "tensorweave.distributed.cluster:ClusterSpec",
     "Server": "tensorweave.distributed.server:Server",
