@@ -1,6 +1,7 @@
 """The `tensorweave` command: `tensorweave server ...` runs one task of a cluster, `tensorweave
 launch ...` runs a script once per task of a local cluster (see `distributed.launcher`),
-`tensorweave profile TRACE` lists the costliest ops of a saved trace (`tools.profile`)."""
+`tensorweave profile TRACE` lists the costliest ops of a saved trace (`tools.profile`),
+`tensorweave checkpoint inspect PATH` lists a checkpoint's variables (`tools.inspect_checkpoint`)."""
 
 import argparse
 import contextlib
@@ -12,6 +13,7 @@ from importlib import metadata
 
 # Bad command-line input or configuration, as argparse reports it.
 _USAGE_ERROR = 2
+DEFAULT_MAX_RESTARTS = 3  # per task, with `launch --restart on-failure`
 
 
 def _version():
@@ -105,8 +107,12 @@ def _launch(args):
 
     try:
         token = _read_token(args.token_file) if args.token_file else secrets.token_hex(32)
+        if args.max_restarts is not None and args.restart == "no":
+            raise ValueError("--max-restarts needs --restart on-failure")
+        max_restarts = DEFAULT_MAX_RESTARTS if args.max_restarts is None else args.max_restarts
         launch = Launch(args.script, args.args, ps=args.ps, workers=args.workers, token=token,
-                        keep_going=args.keep_going, tls=_tls_args(args), progress=args.progress)
+                        keep_going=args.keep_going, tls=_tls_args(args), progress=args.progress,
+                        restart=args.restart, max_restarts=max_restarts)
     except (OSError, ValueError) as e:
         return _fail("launch", e)
     try:
@@ -173,6 +179,30 @@ def _profile(args):
     return 0
 
 
+def _checkpoint_inspect(args):
+    from tensorweave.framework import errors
+    from tensorweave.tools.inspect_checkpoint import describe
+
+    try:
+        print(describe(args.path, values=args.values))
+    except (errors.OpError, OSError) as e:  # missing (NotFoundError) or corrupted (DataLossError)
+        return _fail("checkpoint inspect", getattr(e, "message", e), status=1)
+    return 0
+
+
+def _add_checkpoint_parser(commands):
+    checkpoint = commands.add_parser("checkpoint", help="look into tf.train.Saver checkpoints")
+    actions = checkpoint.add_subparsers(dest="action", metavar="ACTION", required=True)
+    inspect = actions.add_parser("inspect", help="list a checkpoint's variables, verifying its checksums",
+                                 description="Lists the variables of checkpoint PATH with dtypes and shapes, "
+                                 "and its global step. Every tensor's SHA-256 is verified: a corrupted "
+                                 "checkpoint exits 1 naming the file and the tensor.")
+    inspect.add_argument("path", metavar="PATH", help="a checkpoint prefix (e.g. ckpt/model-100) or its "
+                         ".safetensors file, or a directory (its latest checkpoint)")
+    inspect.add_argument("--values", action="store_true", help="also print each variable's min, max and mean")
+    inspect.set_defaults(run=_checkpoint_inspect)
+
+
 def _add_tls_arguments(parser):
     parser.add_argument("--tls-cert", metavar="PEM", help="this task's certificate: serve gRPC and the data "
                         "channel under TLS (with --tls-key)")
@@ -218,6 +248,12 @@ def _parser():
     launch.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                         help="one progress bar for the cluster, fed by the chief's reports "
                         "(tensorweave.train.progress): auto draws it when stderr is a terminal (default)")
+    launch.add_argument("--restart", choices=("no", "on-failure"), default="no",
+                        help="on-failure: restart a task that exits non-zero or is killed (PS tasks too) "
+                        "with the same TF_CONFIG, port and token; no: a failed task ends the launch (default)")
+    launch.add_argument("--max-restarts", type=int, metavar="K", help="restarts allowed per task with "
+                        f"--restart on-failure (default {DEFAULT_MAX_RESTARTS}); a task that fails once more "
+                        "ends the launch with its status")
     _add_tls_arguments(launch)
     launch.add_argument("script")
     launch.add_argument("args", nargs=argparse.REMAINDER)
@@ -234,6 +270,7 @@ def _parser():
     profile.set_defaults(run=_profile)
 
     _add_export_parser(commands)
+    _add_checkpoint_parser(commands)
     return parser
 
 
