@@ -17,7 +17,7 @@ PROTO_DIR      := tensorweave/distributed/protocol
 PROTO_VENV     := build/proto-venv
 GRPC_TOOLS_PIN := grpcio-tools==1.76.0
 
-.PHONY: venv install dev demo test test-fast bench proto clean
+.PHONY: venv install dev demo test test-fast soak bench proto clean
 
 venv: $(PY)
 
@@ -52,6 +52,10 @@ test: dev
 
 test-fast: dev
 	$(PY) -m pytest -q -m "not slow" -x
+
+# The fault-injection soak for five minutes instead of the one `make test` runs.
+soak: dev
+	TENSORWEAVE_SOAK_SECONDS=300 $(PY) -m pytest -q -s tests/soak
 
 $(BENCH_STAMP): pyproject.toml $(INSTALL_STAMP)
 	$(PIP) install -e '.[bench]'
