@@ -116,9 +116,13 @@ def _cse_key(op, ins):
 
 
 def _deref_positions(op, fed):
-    """Inputs that are variable references to read when the op runs (not fed, not taken as refs)."""
-    return tuple(i for i, t in enumerate(op.inputs)
-                 if t.op.op_def.ref_outputs and t not in fed and i not in op.op_def.ref_inputs)
+    """Kernel argument positions of the inputs that are variable references to read when the op
+    runs (not fed, not taken as refs). A step kernel's arguments start with the step, an
+    asynchronous one's with the step and its `done` callback."""
+    d = op.op_def
+    offset = 2 if d.async_kernel else 1 if d.step_kernel else 0
+    return tuple(offset + i for i, t in enumerate(op.inputs)
+                 if t.op.op_def.ref_outputs and t not in fed and i not in d.ref_inputs)
 
 
 def _foldable(op, fed_ops):

@@ -61,3 +61,16 @@ def test_values_die_after_their_last_consumer():
         plan = _plan([x], [c])
         freed = [slot for s in plan.steps for slot in s.frees]
         assert len(freed) == 3  # x, a and b are released as soon as they are consumed
+
+
+def test_a_step_kernel_reads_a_variable_reference_at_its_own_argument_position():
+    # A _Send's kernel takes (step, value): the variable it sends is read at position 1, not 0.
+    from tensorweave.ops import comm_ops
+    dev = "/job:localhost/replica:0/task:0/device:CPU:0"
+    with tf.Graph().as_default() as g:
+        v = tf.Variable([1.0, 2.0], name="v")
+        send = comm_ops.send(v._ref(), "v_value", dev, dev)
+        got = comm_ops.recv(g, tf.float32, [2], "v_value", dev, dev)
+        with tf.Session(config=tf.ConfigProto(operation_timeout_in_ms=10_000)) as sess:
+            sess.run(v.initializer)
+            np.testing.assert_array_equal(sess.run([got, send])[0], [1.0, 2.0])
