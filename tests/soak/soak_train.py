@@ -15,6 +15,18 @@ import tensorweave as tf
 from tensorweave.examples.tutorials.mnist import input_data
 
 
+class _Report(tf.train.SessionRunHook):
+    """Prints the global step and |W| whenever a session is (re)created, for the soak's log."""
+
+    def __init__(self, index, global_step, weights):
+        self._index, self._global_step, self._weights = index, global_step, weights
+        self._norm = tf.reduce_sum(tf.abs(weights))
+
+    def after_create_session(self, session, coord):
+        step, norm = session.run([self._global_step, self._norm])
+        print(f"session created on worker {self._index}: global step {step}, |W| {norm:.1f}", flush=True)
+
+
 def main(logdir, data_dir, last_step, pid_dir):
     task = json.loads(os.environ["TF_CONFIG"])
     job, index = task["task"]["type"], int(task["task"]["index"])
@@ -34,13 +46,16 @@ def main(logdir, data_dir, last_step, pid_dir):
         y_ = tf.placeholder(tf.float32, [None, 10])
         W = tf.Variable(tf.zeros([784, 10]))
         b = tf.Variable(tf.zeros([10]))
-        y = tf.nn.softmax(tf.matmul(x, W) + b)
-        xent = -tf.reduce_sum(y_ * tf.log(y))
-        train = tf.train.GradientDescentOptimizer(0.01).minimize(xent, global_step=global_step)
-        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(y, 1), tf.argmax(y_, 1)), tf.float32))
+        logits = tf.matmul(x, W) + b
+        # The stable form: the tutorial's -sum(y_ * log(softmax)) reaches log(0) = NaN within the
+        # soak's 15,000 asynchronous steps, which would hide what the soak is about.
+        xent = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y_, logits=logits))
+        train = tf.train.GradientDescentOptimizer(0.5).minimize(xent, global_step=global_step)
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), tf.argmax(y_, 1)), tf.float32))
     config = tf.ConfigProto(device_filters=["/job:ps", f"/job:worker/task:{index}"],
                             operation_timeout_in_ms=60_000)
-    hooks = [tf.train.StopAtStepHook(last_step=last_step)]
+    hooks = [tf.train.StopAtStepHook(last_step=last_step), tf.train.NanTensorHook(xent),
+             _Report(index, global_step, W)]
     with tf.train.MonitoredTrainingSession(master=server.target, is_chief=index == 0, checkpoint_dir=logdir,
                                            save_checkpoint_steps=200, save_summaries_steps=0,
                                            log_step_count_steps=0, hooks=hooks, config=config,
