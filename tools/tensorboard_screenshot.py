@@ -112,17 +112,24 @@ class Chromium:
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buffer, self._next_id = b"", 0
-        target = self._call("Target.createTarget", url="about:blank")["targetId"]
-        self._session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self._call("Emulation.setDeviceMetricsOverride", session=True, width=size[0], height=size[1],
-                   deviceScaleFactor=1, mobile=False)
+        try:
+            target = self._call("Target.createTarget", url="about:blank")["targetId"]
+            self._session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            self._call("Emulation.setDeviceMetricsOverride", session=True, width=size[0], height=size[1],
+                       deviceScaleFactor=1, mobile=False)
+        except BaseException:
+            self.__exit__(None, None, None)  # no browser left behind when it fails to start
+            raise
 
     def _call(self, method, session=False, **params):
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params}
         if session:
             message["sessionId"] = self._session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        try:
+            os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        except BrokenPipeError:
+            raise RuntimeError(f"Chromium exited (status {self._process.poll()}) before {method}") from None
         while True:
             while b"\0" not in self._buffer:
                 chunk = os.read(self._from_chrome, 1 << 20)
