@@ -11,6 +11,7 @@ failing partition aborts the rendezvous, so its peers fail instead of waiting.
 import itertools
 import threading
 
+from tensorweave.framework import errors
 from tensorweave.framework.graph import Graph
 from tensorweave.framework.graph_io import import_graph_def
 from tensorweave.framework.operation import Operation
@@ -47,6 +48,7 @@ class MultiDeviceRuntime:
         self.default_device = default_device
         self._signatures = {}
         self._lock = threading.Lock()
+        self._running = set()  # rendezvous of steps in flight, aborted by close()
 
     def _prepare(self, feeds, fetches, targets):
         ops = prune(feeds, fetches, targets)
@@ -85,8 +87,14 @@ class MultiDeviceRuntime:
         step = StepContext(next(_step_ids), options, LocalRendezvous(), stats)
         timeout = step_timeout(options, self.config)
 
-        results = run_partitions([(p.plan, [feed_values[i] for i in p.feed_indices]) for p in partitions],
-                                 step, timeout)
+        with self._lock:
+            self._running.add(step.rendezvous)
+        try:
+            results = run_partitions([(p.plan, [feed_values[i] for i in p.feed_indices]) for p in partitions],
+                                     step, timeout)
+        finally:
+            with self._lock:
+                self._running.discard(step.rendezvous)
         if stats is not None:
             stats.fill(run_metadata.step_stats)
         values = [None] * len(fetches)
@@ -100,6 +108,10 @@ class MultiDeviceRuntime:
         return values
 
     def close(self):
+        with self._lock:
+            running, self._running = list(self._running), set()
+        for rendezvous in running:  # a step waiting (on a queue) fails instead of hanging
+            rendezvous.abort(errors.CancelledError(None, None, "Session has been closed."))
         self._signatures.clear()
         for device in self.devices.values():
             device.resources.clear()

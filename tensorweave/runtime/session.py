@@ -74,6 +74,7 @@ class LocalRuntime:
         self._plans = {}
         self._plans_version = graph._mutation_version
         self._lock = threading.Lock()
+        self._running = set()  # rendezvous of steps in flight, aborted by close()
 
     def plan(self, feeds, fetches, targets):
         graph = self.graph
@@ -100,8 +101,22 @@ class LocalRuntime:
         # A plan with receives (a graph sending to itself) gets a rendezvous for the step.
         rendezvous = LocalRendezvous() if plan.dataflow is not None else None
         stats = StepStatsCollector() if tracing_requested(options, run_metadata) else None
-        out = run_plan(plan, feed_values, StepContext(next(_step_ids), options, rendezvous, stats),
-                       timeout=step_timeout(options, self.config))
+        step = StepContext(next(_step_ids), options, rendezvous, stats)
+        if rendezvous is None:
+            out = run_plan(plan, feed_values, step, timeout=step_timeout(options, self.config))
+        else:
+            # A failed step aborts its rendezvous, and so withdraws what its asynchronous ops
+            # still wait for (a dequeue must not take an element for a step that has gone).
+            with self._lock:
+                self._running.add(rendezvous)
+            try:
+                out = run_plan(plan, feed_values, step, timeout=step_timeout(options, self.config))
+            except BaseException as e:
+                rendezvous.abort(e)
+                raise
+            finally:
+                with self._lock:
+                    self._running.discard(rendezvous)
         if stats is not None:
             stats.fill(run_metadata.step_stats)
         return out
@@ -110,6 +125,10 @@ class LocalRuntime:
         return [DeviceAttributes(self.device.name, self.device.device_type)]
 
     def close(self):
+        with self._lock:
+            running, self._running = list(self._running), set()
+        for rendezvous in running:
+            rendezvous.abort(errors.CancelledError(None, None, "Session has been closed."))
         self._plans.clear()
         self.device.resources.clear()
 

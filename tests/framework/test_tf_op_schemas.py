@@ -190,7 +190,34 @@ def _debugging():
     return [out, print_op.inputs[0]] + grads, {x: np.random.RandomState(8).randn(2, 3).astype(np.float32)}
 
 
-OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops, _comm, _debugging]
+def _data_flow():
+    """A queue filled and closed, then drained; an accumulator fed a fresh and a stale gradient."""
+    q = tf.FIFOQueue(5, [tf.float32, tf.int32], shapes=[[2], []], name="q")
+    filled = q.enqueue_many(([[1.0, 2.0], [3.0, 4.0]], [5, 6]))
+    with tf.control_dependencies([filled]):
+        one = q.enqueue(([7.0, 8.0], 9))
+    with tf.control_dependencies([one]):
+        closed = q.close()
+    first = q.dequeue()
+    with tf.control_dependencies(first):
+        rest = q.dequeue_many(2)
+    with tf.control_dependencies(rest):
+        size = q.size()
+    acc = tf.ConditionalAccumulator(tf.float32, [2], name="acc")
+    set_step = acc.set_global_step(1)
+    with tf.control_dependencies([set_step]):
+        stale = acc.apply_grad([100.0, 100.0], local_step=0)
+    with tf.control_dependencies([stale]):
+        fresh = acc.apply_grad([1.0, 3.0], local_step=1)
+    with tf.control_dependencies([fresh]):
+        count = acc.num_accumulated()
+    with tf.control_dependencies([count]):
+        mean = acc.take_grad(1)
+    return first + rest + [size, count, mean], {}, None, [closed, mean.op]
+
+
+OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops, _comm, _debugging,
+          _data_flow]
 
 
 def _build(builder):
@@ -270,6 +297,10 @@ _TF_REQUIRED_ATTRS = {
     "_Send": {"tensor_name", "send_device", "send_device_incarnation", "recv_device"},
     "_Recv": {"tensor_type", "tensor_name", "send_device", "send_device_incarnation", "recv_device"},
     **{t: {"dtype"} for t in ("RandomUniform", "RandomStandardNormal", "TruncatedNormal")},
+    **{t: {"component_types"} for t in ("FIFOQueueV2", "QueueDequeueV2", "QueueDequeueManyV2")},
+    **{t: {"Tcomponents"} for t in ("QueueEnqueueV2", "QueueEnqueueManyV2")},
+    "ConditionalAccumulator": {"dtype", "shape"},
+    **{t: {"dtype"} for t in ("AccumulatorApplyGradient", "AccumulatorTakeGradient")},
     **{t: {"strides", "padding"} for t in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")},
     **{t: {"ksize", "strides", "padding"} for t in ("MaxPool", "MaxPoolGrad", "MaxPoolGradGrad", "AvgPool",
                                                     "AvgPoolGrad")},
@@ -320,6 +351,15 @@ def test_export_writes_exactly_the_attrs_tf_declares():
         "Print": {"T", "U", "message", "first_n", "summarize"},
         "StringFormat": {"T", "template", "placeholder", "summarize"},
         "PrintV2": {"output_stream", "end"},
+        "FIFOQueueV2": {"component_types", "shapes", "capacity", "container", "shared_name"},
+        "QueueEnqueueManyV2": {"Tcomponents", "timeout_ms"},
+        "QueueDequeueManyV2": {"component_types", "timeout_ms"},
+        "QueueSizeV2": set(),
+        "QueueCloseV2": {"cancel_pending_enqueues"},
+        "ConditionalAccumulator": {"dtype", "shape", "container", "shared_name", "reduction_type"},
+        "AccumulatorApplyGradient": {"dtype"},
+        "AccumulatorTakeGradient": {"dtype"},
+        "AccumulatorSetGlobalStep": set(),
         "StridedSlice": {"T", "Index", "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask",
                          "shrink_axis_mask"},
     }
