@@ -19,6 +19,8 @@ _TABLE = {
     **_names("learning_rate_decay", "exponential_decay piecewise_constant inverse_time_decay "
              "polynomial_decay natural_exp_decay"),
     **_names("coordinator", "Coordinator"),
+    **_names("queue_runner", "QueueRunner add_queue_runner start_queue_runners"),
+    "SyncReplicasOptimizer": "tensorweave.train.sync_replicas_optimizer:SyncReplicasOptimizer",
     "Supervisor": "tensorweave.train.supervisor:Supervisor",
     **_names("session_run_hook", "SessionRunHook SessionRunArgs SessionRunContext SessionRunValues"),
     **_names("basic_session_run_hooks", "NanLossDuringTrainingError SecondOrStepTimer StopAtStepHook "

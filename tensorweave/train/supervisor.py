@@ -318,8 +318,15 @@ class Supervisor:
         return threads
 
     def start_queue_runners(self, sess, queue_runners=None):
-        """Returns []: TensorWeave has no queue runners (input comes from feeds or tf.data)."""
-        return []
+        """Starts the threads of `queue_runners` (default: the graph's QUEUE_RUNNERS collection)
+        under the supervisor's coordinator; `stop()` joins them. Returns the threads."""
+        if queue_runners is None:
+            queue_runners = self._graph.get_collection(GraphKeys.QUEUE_RUNNERS)
+        threads = []
+        for qr in queue_runners:
+            threads.extend(qr.create_threads(sess, coord=self._coord, daemon=True, start=True))
+        self._started_threads.extend(threads)
+        return threads
 
     def loop(self, timer_interval_secs, target, args=None, kwargs=None):
         """Starts a thread calling `target(*args, **kwargs)` every `timer_interval_secs` until the
