@@ -108,6 +108,7 @@ class MasterSession:
         self._lock = threading.Lock()
         self.last_used = now              # master clock time of the last step or extend
         self.running = 0                  # steps in flight; guarded by the master's lock
+        self.step_ids = set()             # their ids, so closing the session can cancel them
 
     def run(self, feeds, fetches, targets=(), options=None):
         """Runs one step: `feeds` maps tensor names to arrays; returns `{fetch name: array}`."""
@@ -255,9 +256,17 @@ class Master:
         outcomes = {}  # (task, handle) -> exception or None
         done = threading.Condition()
 
+        running = {}
+        with self._lock:
+            for session in sessions:
+                running[session.handle] = sorted(session.step_ids)
+
         def close_on(task, handles):
             for handle in handles:
                 try:
+                    for step_id in running[handle]:  # a step still waiting there (a dequeue) ends now
+                        with contextlib.suppress(Exception):
+                            self.workers[task].cleanup_graph(step_id)
                     self.workers[task].close_session(handle)
                     outcome = None
                 except Exception as e:  # noqa: BLE001 - release on the other workers anyway
@@ -304,17 +313,21 @@ class Master:
         task ran and the cross-task transfers (`tensor_codec.transfer_step_stats`) are merged into
         its step_stats, one `dev_stats` per device."""
         session = self._begin_step(handle)
+        step_id = None
         try:
             feeds = dict(feeds)
             fetches, targets = list(fetches), list(targets)
             parts = self._signature(session, tuple(feeds), tuple(fetches), tuple(targets))
             step_id = (self._step_base + next(self._step_ids)) & _STEP_ID_MASK
+            with self._lock:
+                session.step_ids.add(step_id)
             stats = step_stats_pb2.StepStats() if tracing_requested(options, run_metadata) else None
             results = self._run_step(session, parts, step_id, feeds, step_timeout(options, session.config),
                                      stats)
         finally:
             with self._lock:
                 session.running -= 1
+                session.step_ids.discard(step_id)
                 session.last_used = self._clock()
         if stats is not None:
             tensor_codec.merge_step_stats(run_metadata.step_stats, stats)

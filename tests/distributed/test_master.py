@@ -331,3 +331,28 @@ def test_collect_idle_closes_sessions_unused_for_that_long_and_never_a_running_o
     assert master.collect_idle(10.0) == [kept]
     assert all(not wk.graph_handles() for wk in workers.values())
     master.close_session(kept)  # closing a collected session is a no-op
+
+
+def test_closing_a_session_cancels_its_steps_still_waiting(master):
+    with tf.Graph().as_default() as g:
+        with tf.device("/job:ps/task:0"):
+            queue = tf.FIFOQueue(4, tf.float32, shared_name="never_filled")
+            taken = queue.dequeue()
+        with tf.device("/job:worker/task:1"):
+            doubled = taken * 2.0
+    handle = master.create_session(g.as_graph_def().SerializeToString())
+    box = []
+
+    def run():
+        try:
+            master.run(handle, {}, [doubled.name])
+        except errors.OpError as e:
+            box.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive()  # waiting for an element that never comes
+    master.close_session(handle)
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(box[0], errors.CancelledError)
