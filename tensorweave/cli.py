@@ -139,9 +139,7 @@ def _export_onnx(args):
     split = lambda names: [n for arg in names or () for n in arg.split(",") if n]
     try:
         onnx_export.export(sources[0], split(args.inputs), split(args.outputs), args.output)
-    except ImportError as e:
-        return _fail("export onnx", e, status=1)
-    except (OSError, ValueError, KeyError) as e:  # an unsupported op included: its name and type
+    except (ImportError, OSError, ValueError, KeyError) as e:  # no onnx; or an unsupported op: its name and type
         return _fail("export onnx", e, status=1)
     print(f"tensorweave export onnx: wrote {args.output}", flush=True)
     return 0

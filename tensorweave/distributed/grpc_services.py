@@ -2,13 +2,14 @@
 
 - `MasterServicer` / `WorkerServicer` wrap the transport-neutral `Master` and `Worker`.
 - `GrpcWorkerClient` implements the worker interface over gRPC for the master, plus the
-  RecvTensor fetch used by `RemoteRendezvous`.
+  RecvTensor fetch that `peer_transport` falls back to when a peer's data channel is unreachable.
 - `GrpcSessionRuntime` is the client side of `tf.Session("grpc://host:port")`.
 
 Errors travel as gRPC status codes, which share TF's numbering (`errors.OpError.error_code`).
 Setup calls carry a bounded deadline (`SETUP_TIMEOUT_SECONDS`); steps only the deadline of
 `RunOptions.timeout_in_ms` / `ConfigProto.operation_timeout_in_ms`; lost peers are found by the
-channel's keepalives (`grpc_auth.channel_options`).
+channel's keepalives (`grpc_auth.channel_options`) and, during a long call, by Health polls
+(`watched_call`).
 """
 
 import contextlib
@@ -328,8 +329,6 @@ def run_graph_on_table(worker, table, graph_handle, step_id, sends, recv_keys, t
     """`worker.run_graph` with the task's own rendezvous of the step (from `table`)."""
     rendezvous = table.begin_step(step_id)
     try:
-        if step_stats is None:
-            return worker.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout=timeout)
         return worker.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout=timeout,
                                 step_stats=step_stats)
     finally:
@@ -337,8 +336,8 @@ def run_graph_on_table(worker, table, graph_handle, step_id, sends, recv_keys, t
 
 
 class GrpcWorkerClient:
-    """The worker interface of a remote task over gRPC (what `Master` calls), plus `fetch`,
-    the RecvTensor call a `RemoteRendezvous` uses. The channel connects on first use."""
+    """The worker interface of a remote task over gRPC (what `Master` calls), plus `fetch`, the
+    RecvTensor call tensors fall back to without a data channel. The channel connects on first use."""
 
     def __init__(self, task_name, address, token=None, credentials=None):
         self.task_name = task_name
@@ -477,8 +476,6 @@ class AbortForwardingWorker:
 
     def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
         try:
-            if step_stats is None:
-                return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout)
             return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout, step_stats)
         except BaseException:
             for peer in self._peers.values():

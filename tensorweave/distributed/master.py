@@ -364,12 +364,9 @@ class Master:
             view = _TaskRendezvous(rendezvous, part.task, record)
             sends = {name: feeds[client] for name, client in part.sends.items()}
             try:
-                if step_stats is None:
-                    out = worker.run_graph(part.handle, step_id, sends, part.fetch_names, view, timeout=timeout)
-                else:
-                    stats = step_stats_pb2.StepStats()
-                    out = worker.run_graph(part.handle, step_id, sends, part.fetch_names, view, timeout=timeout,
-                                           step_stats=stats)
+                stats = step_stats_pb2.StepStats() if step_stats is not None else None
+                out = worker.run_graph(part.handle, step_id, sends, part.fetch_names, view, timeout=timeout,
+                                       step_stats=stats)
                 with lock:
                     results.update(out)
                     if step_stats is not None:
