@@ -45,12 +45,14 @@ from tensorweave.runtime.plan import prune
 from tensorweave.runtime.rendezvous import LocalRendezvous
 from tensorweave.runtime.session import step_timeout
 from tensorweave.runtime.step_stats import tracing_requested
+from tensorweave.runtime.threads import ReusableThreads
 
 _log = logging.getLogger("tensorweave")
 
 _STEP_ID_MASK = (1 << 63) - 1  # step ids travel in signed int64 fields
 ABANDON_AFTER_FAILURE_SECONDS = 2.0
 CLOSE_WAIT_SECONDS = 5.0
+_STEP_THREADS = ReusableThreads("tensorweave-master-step")
 
 
 def _cleanup_quietly(worker, step_id):
@@ -393,8 +395,7 @@ class Master:
         # that stopped answering once another failed; a one-task step runs here.
         inline = parts[:1] if len(parts) == 1 else []
         for part in parts[len(inline):]:
-            threading.Thread(target=call_and_count, args=(part,), name=f"tensorweave-master-{part.task}",
-                             daemon=True).start()
+            _STEP_THREADS.submit(call_and_count, part)
         for part in inline:
             call_and_count(part)
         with done:

@@ -14,6 +14,7 @@ from tensorweave.framework import errors
 from tensorweave.runtime.chunking import rows_to_chunk, run_chunked
 from tensorweave.runtime.closures import STEP_SLOT
 from tensorweave.runtime.dataflow import run_dataflow
+from tensorweave.runtime.threads import ReusableThreads
 
 
 class StepContext:
@@ -72,14 +73,16 @@ def run_closures(closures, ops, vals):
         raise ops[current].error(errors.InvalidArgumentError, f"{type(e).__name__}: {e}") from e
 
 
+_PARTITION_THREADS = ReusableThreads("tensorweave-partition")
+
 
 def run_partitions(jobs, step, timeout=None):
     """Runs the partitions of one step at once, sharing `step`'s rendezvous; `jobs` is a list of
     (plan, feed values). Returns each plan's fetched values, in order.
 
-    The first runs on the calling thread, each other on a fresh thread, never a bounded pool: a
-    partition blocked on a receive must not keep another partition (maybe its sender) from
-    starting. A failing partition aborts the rendezvous, so its peers fail instead of waiting;
+    The first runs on the calling thread, each other on a thread of its own (reused across
+    steps), never a bounded pool: a partition blocked on a receive must not keep another
+    partition (maybe its sender) from starting. A failing partition aborts the rendezvous, so its peers fail instead of waiting;
     the first error is raised once all have finished.
     """
     results, failures = [None] * len(jobs), []
@@ -92,14 +95,20 @@ def run_partitions(jobs, step, timeout=None):
             step.rendezvous.abort(e)
             failures.append(e)
 
-    threads = [threading.Thread(target=run, args=(i,), name="tensorweave-partition", daemon=True)
-               for i in range(1, len(jobs))]
-    for t in threads:
-        t.start()
+    done = [threading.Event() for _ in range(1, len(jobs))]
+
+    def run_and_signal(index):
+        try:
+            run(index)
+        finally:
+            done[index - 1].set()
+
+    for i in range(1, len(jobs)):
+        _PARTITION_THREADS.submit(run_and_signal, i)
     if jobs:
         run(0)
-    for t in threads:
-        t.join()
+    for event in done:
+        event.wait()
     if failures:
         raise failures[0]
     return results

@@ -1,4 +1,7 @@
-"""ConfigProto.intra_op_parallelism_threads sizes the BLAS pool of the NumPy kernels."""
+"""The BLAS pool that ConfigProto.intra_op_parallelism_threads sizes, and reusable step threads."""
+
+import threading
+import time
 
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -33,3 +36,46 @@ def test_zero_keeps_the_default_and_negative_is_refused():
     assert _blas_threads() == before
     with pytest.raises(ValueError, match="intra_op_parallelism_threads"):
         threads.apply_intra_op_threads(tf.ConfigProto(intra_op_parallelism_threads=-2))
+
+
+def test_reusable_threads_run_every_call_at_once_and_reuse_idle_threads():
+    pool = threads.ReusableThreads("test-reusable")
+    release, started = threading.Event(), []
+    names = set()
+
+    def blocked(i):
+        started.append(i)
+        names.add(threading.get_ident())
+        assert release.wait(10)
+
+    for i in range(3):  # unbounded: three calls that block together all start
+        pool.submit(blocked, i)
+    deadline = time.monotonic() + 10
+    while len(started) < 3:
+        assert time.monotonic() < deadline, "a blocked call kept another from starting"
+        time.sleep(0.01)
+    release.set()
+    deadline = time.monotonic() + 10
+    while pool._idle < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    ran = []
+    done = threading.Event()
+    pool.submit(lambda: (ran.append(threading.get_ident()), done.set()))
+    assert done.wait(10)
+    assert ran[0] in names  # an idle thread took it: no new thread
+
+
+def test_reusable_threads_retire_after_idling_and_survive_a_raising_call():
+    pool = threads.ReusableThreads("test-retire", idle_seconds=0.05)
+    done = threading.Event()
+    pool.submit(lambda: 1 / 0)
+    pool.submit(done.set)
+    assert done.wait(10)
+    deadline = time.monotonic() + 10
+    while pool._idle or any(t.name == "test-retire" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "idle threads never exited"
+        time.sleep(0.02)
+    again = threading.Event()
+    pool.submit(again.set)  # a fresh thread serves after all retired
+    assert again.wait(10)
