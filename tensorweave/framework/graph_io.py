@@ -16,7 +16,10 @@ import functools
 import importlib
 import os
 import pkgutil
+import re
+import socket
 import tempfile
+import time
 
 from google.protobuf import message as _message
 from google.protobuf import text_format
@@ -382,7 +385,9 @@ def atomic_write(path, data, on_step=None):
     "renamed" before the directory's fsync), so tests can interrupt the sequence there."""
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    # The temp name says which host and process wrote it: `remove_stale_temp_files` can then tell
+    # one a killed writer left behind from one being written now.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{_writer_tag()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -409,6 +414,57 @@ def atomic_write(path, data, on_step=None):
         pass
     finally:
         os.close(dir_fd)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.tw-(?P<host>[A-Za-z0-9_-]{1,64})-(?P<pid>\d{1,10})\.[^.]+\.tmp$")
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+def _writer_tag():
+    return f"tw-{_host_tag()}-{os.getpid()}"
+
+
+def _host_tag():
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+
+
+def remove_stale_temp_files(directory, now=None):
+    """Deletes the temp files of `atomic_write`s in `directory` whose writer died mid-write (a
+    SIGKILL leaves one behind): those written from this host by a process that no longer exists,
+    and any older than a day (another host's writer cannot be asked). Returns their names."""
+    removed = []
+    now = time.time() if now is None else now
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if match is None:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            stale = now - os.stat(path).st_mtime > STALE_TEMP_SECONDS
+            if not stale and match["host"] == _host_tag():
+                stale = not _process_exists(int(match["pid"]))
+            if stale:
+                os.unlink(path)
+                removed.append(name)
+        except OSError:  # gone already, or not ours to remove
+            continue
+    return removed
+
+
+def _process_exists(pid):
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing it now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_graph(graph_or_graph_def, logdir, name, as_text=True):

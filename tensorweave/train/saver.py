@@ -11,7 +11,9 @@ A save writes, in order, the tensors, the meta graph and the state file, each at
 fsynced temp file renamed over the target), and only then deletes the checkpoints `max_to_keep`
 retires. So a crash at any point leaves the state file naming a checkpoint whose files are whole:
 the previous one, or the new one once its tensors and meta graph are in place. `fault_point` is
-called between those steps so that tests can interrupt the sequence at each of them.
+called between those steps so that tests can interrupt the sequence at each of them. A writer
+killed mid-write leaves a temp file (named after its host and process); the next save in that
+directory deletes it.
 
 Save reads all variables in one `Session.run`. Restore feeds the values to one op: a
 placeholder and an `Assign` per variable under `save/`, grouped as `save/restore_all`, built
@@ -32,7 +34,7 @@ from tensorboard.compat.proto import saver_pb2, variable_pb2
 
 from tensorweave.framework import dtypes, errors, meta_graph
 from tensorweave.framework.graph import GraphKeys, get_default_graph
-from tensorweave.framework.graph_io import atomic_write
+from tensorweave.framework.graph_io import atomic_write, remove_stale_temp_files
 from tensorweave.framework.tensor import Tensor
 from tensorweave.ops import array_ops, constant_op, control_ops, state_ops
 from tensorweave.ops.variables import Variable
@@ -353,6 +355,10 @@ class Saver:
         save_dir = os.path.dirname(prefix)
         if save_dir and not os.path.isdir(save_dir):
             raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
+        removed = remove_stale_temp_files(save_dir or ".")
+        if removed:
+            logging.info("Removed %d temp file(s) left by an interrupted save in %s: %s", len(removed),
+                         save_dir or ".", ", ".join(sorted(removed)))
         # The order makes a crash anywhere harmless (see the module's docstring).
         tensors_file = checkpoint_path(prefix)
         write_checkpoint(tensors_file, dict(zip(keys, values, strict=True)), step,

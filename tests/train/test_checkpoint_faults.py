@@ -9,11 +9,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
 
 import tensorweave as tf
+from tensorweave.framework import graph_io
 from tensorweave.train import saver as saver_lib
 
 SIZE = 64
@@ -229,3 +231,35 @@ def test_sigkill_during_repeated_saves_always_leaves_a_loadable_latest_checkpoin
         step = _check_latest(directory)
         assert step > last, f"kill {kill} (seed {SEED}, delay {delay:.3f} s): no progress past step {last}"
         last = step
+        # A kill that landed mid-write left at most one temp file per file being written; the
+        # next run's first save removes it.
+        assert len([n for n in os.listdir(directory) if n.endswith(".tmp")]) <= 2
+    subprocess.run([sys.executable, "-c", "import tensorweave as tf\n"
+                    "v = tf.Variable(1.0)\n"
+                    "with tf.Session() as s:\n"
+                    "    s.run(tf.global_variables_initializer())\n"
+                    f"    tf.train.Saver().save(s, {str(directory / 'other')!r})\n"],
+                   check=True, timeout=TIMEOUT_S, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert not [n for n in os.listdir(directory) if n.endswith(".tmp")]
+
+
+def test_a_save_removes_temp_files_of_dead_writers_and_keeps_live_ones(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(TIMEOUT_S)
+    tag = graph_io._host_tag()
+    names = {"dead": f".m-1.safetensors.tw-{tag}-{dead.pid}.abc123.tmp",
+             "live": f".m-1.safetensors.tw-{tag}-{os.getppid()}.abc123.tmp",
+             "mine": f".checkpoint.tw-{tag}-{os.getpid()}.abc123.tmp",
+             "other host, recent": ".m-1.meta.tw-elsewhere-1.abc123.tmp",
+             "other host, old": ".m-2.meta.tw-elsewhere-1.xyz789.tmp",
+             "not ours": "notes.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    day_ago = time.time() - graph_io.STALE_TEMP_SECONDS - 60
+    os.utime(tmp_path / names["other host, old"], (day_ago, day_ago))
+    _save_two(Model(), tmp_path)
+    left = set(os.listdir(tmp_path))
+    for what in ("live", "mine", "other host, recent", "not ours"):
+        assert names[what] in left, what
+    for what in ("dead", "other host, old"):
+        assert names[what] not in left, what
