@@ -28,7 +28,10 @@ signal; a PS task too) is started again with the same arguments and environment,
 TF_CONFIG, task index, port and token, and it rejoins the cluster; each task may be restarted
 `max_restarts` times (a budget per task, so one flapping task cannot use up the others'). Only when
 a task fails with its restarts used up does the launch fail, with that task's status. A task that
-exits 0 is never restarted, and `stop()` (Ctrl-C, SIGTERM) stops every task for good.
+exits 0 is never restarted, and `stop()` (Ctrl-C, SIGTERM) stops every task for good. A first
+failure is restarted at once; a task that fails again within `QUICK_FAILURE_S` of its start waits
+before its next start, 1 s and doubling up to `MAX_BACKOFF_S` (a run that lasts longer resets
+this), so a task that cannot start (a port in use, a bad flag) does not spin.
 """
 
 import json
@@ -45,6 +48,9 @@ from tensorweave.distributed.transport import grpc_auth
 from tensorweave.distributed.transport import tls as tls_lib
 
 _POLL_S = 0.05
+QUICK_FAILURE_S = 10.0
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
 
 
@@ -73,6 +79,9 @@ class _Task:
         self.process = None
         self.readers = []  # of every process this task has run, so that `stop` joins them all
         self.restarts = 0
+        self.started_at = None
+        self.quick_failures = 0  # failures in a row, each within QUICK_FAILURE_S of its start
+        self.restart_at = None  # when a restart waits out its backoff: the monotonic time it is due
 
     @property
     def name(self):
@@ -236,6 +245,7 @@ class Launch:
 
     def _run(self, task):
         """Starts (or restarts) `task`'s process and the threads copying its output."""
+        task.started_at, task.restart_at = time.monotonic(), None
         task.process = subprocess.Popen([self.python, self.script, *task.args], env=task.env,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         prefix = f"[{task.name}] "
@@ -262,6 +272,10 @@ class Launch:
         failed = None
         while True:
             for task in self.tasks:
+                if task.restart_at is not None:  # waiting out its backoff
+                    if time.monotonic() >= task.restart_at and not self._stopping:
+                        self._run(task)
+                    continue
                 code = task.process.poll()
                 if code is not None and code != 0 and self._restarted(task, exit_status(code)):
                     continue
@@ -274,7 +288,7 @@ class Launch:
                         self.stop()
                         return failed
             workers = [t for t in self.tasks if t.job == "worker"]
-            if all(t.process.poll() is not None for t in workers):
+            if all(t.process.poll() is not None and t.restart_at is None for t in workers):
                 self.stop()
                 return failed or 0
             if deadline is not None and time.monotonic() > deadline:
@@ -286,8 +300,16 @@ class Launch:
         if self.restart != "on-failure" or task.restarts >= self.max_restarts or self._stopping:
             return False
         task.restarts += 1
-        self._report(f"restarting {task.name} (exit {status}), restart {task.restarts} of {self.max_restarts}")
-        self._run(task)
+        quick = time.monotonic() - task.started_at < QUICK_FAILURE_S
+        task.quick_failures = task.quick_failures + 1 if quick else 0
+        delay = 0.0 if task.quick_failures <= 1 else \
+            min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (task.quick_failures - 2))
+        after = f" in {delay:g} s" if delay else ""
+        self._report(f"restarting {task.name} (exit {status}){after}, restart {task.restarts} of {self.max_restarts}")
+        if delay:
+            task.restart_at = time.monotonic() + delay
+        else:
+            self._run(task)
         return True
 
     def stop(self):

@@ -98,10 +98,29 @@ def test_a_task_that_always_fails_uses_up_its_restarts_and_fails_the_launch(tmp_
         assert process.returncode == 3, (out, err)
         lines = err.splitlines()
         assert "tensorweave launch: restarting worker:1 (exit 3), restart 1 of 2" in lines
-        assert "tensorweave launch: restarting worker:1 (exit 3), restart 2 of 2" in lines
+        # Failing again at once, it waits before its next start.
+        assert "tensorweave launch: restarting worker:1 (exit 3) in 1 s, restart 2 of 2" in lines
         assert "tensorweave launch: worker:1 exited with status 3 after 2 restarts" in lines
         assert _runs(runs_dir, "worker-1") == 3
         assert not any(_alive(pid) for pid in _pids(pids_dir).values())
+    finally:
+        _kill_all(process, pids_dir)
+
+
+def test_a_task_failing_again_and_again_at_once_backs_off_doubling(tmp_path):
+    started = time.monotonic()
+    process, pids_dir, runs_dir = _start(tmp_path, {"ps:0": "sleep", "worker:0": "fail"},
+                                         ["--ps", "1", "--workers", "1", "--restart", "on-failure",
+                                          "--max-restarts", "3"])
+    try:
+        out, err = process.communicate(timeout=TIMEOUT_S)
+        assert process.returncode == 3, (out, err)
+        restarts = [line for line in err.splitlines() if "restarting worker:0" in line]
+        assert restarts == ["tensorweave launch: restarting worker:0 (exit 3), restart 1 of 3",
+                            "tensorweave launch: restarting worker:0 (exit 3) in 1 s, restart 2 of 3",
+                            "tensorweave launch: restarting worker:0 (exit 3) in 2 s, restart 3 of 3"]
+        assert _runs(runs_dir, "worker-0") == 4
+        assert time.monotonic() - started >= 3.0
     finally:
         _kill_all(process, pids_dir)
 
