@@ -71,7 +71,7 @@ _TYPE_ATTRS = {
     # Queues and accumulators: their type attrs are set when the op is made.
     **{r: {} for r in ("FIFOQueueV2", "QueueDequeueV2", "QueueDequeueManyV2", "QueueSizeV2", "QueueCloseV2",
                        "ConditionalAccumulator", "AccumulatorNumAccumulated", "AccumulatorSetGlobalStep",
-                       "AccumulatorTakeGradient")},
+                       "AccumulatorTakeGradient", "FailReplicaRequests")},
     **{r: {"Tcomponents": "types1"} for r in ("QueueEnqueueV2", "QueueEnqueueManyV2")},
     "AccumulatorApplyGradient": {"dtype": "in2"},
     # Sparse updates: the indices follow the gradient.

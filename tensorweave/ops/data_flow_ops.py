@@ -7,6 +7,11 @@ handle op outputs a reference to the state; the ops using it take that reference
 placer colocates them with it. Requests that may have to wait (dequeue, an enqueue into a full
 queue, take_grad) are asynchronous kernels: they call back when met and never block the
 executor; an aborted step withdraws them with its error (`data_flow_state`).
+
+TensorWeave extensions, as attrs whose leading underscore TF's NodeDef check lets pass (graphs
+without them behave as before): `_replica` on dequeues, `apply_grad` and `take_grad` names the
+worker the request comes from; `_timeout_ms` on `take_grad` bounds its wait (see
+`ConditionalAccumulator.take_grad`); `fail_replica_requests` fails one replica's waiting requests.
 """
 
 import numpy as np
@@ -35,6 +40,11 @@ def _state(op, device, factory):
 
 def _handle_shape(op):
     return [(dtypes.string, TensorShape([]))]
+
+
+def _optional_attr(op, name, default):
+    """Extension attr `name` of `op` (not in TF's schema), or `default` for graphs without it."""
+    return op.attrs.get(name, default)
 
 
 def _callback(done, convert=None):
@@ -128,8 +138,10 @@ def _dequeue_kernel(op, device):
     single = len(op.get_attr("component_types")) == 1
     convert = (lambda element: element[0]) if single else None
 
+    replica = _optional_attr(op, "_replica", "")
+
     def dequeue(step, done, state):
-        state.dequeue(None, _callback(done, convert), step, device.name, op.name)
+        state.dequeue(None, _callback(done, convert), step, device.name, op.name, replica)
     return dequeue
 
 
@@ -147,12 +159,13 @@ def _dequeue_many_shape(op):
 def _dequeue_many_kernel(op, device):
     single = len(op.get_attr("component_types")) == 1
     convert = (lambda batch: batch[0]) if single else None
+    replica = _optional_attr(op, "_replica", "")
 
     def dequeue_many(step, done, state, n):
         n = int(n)
         if n < 0:
             raise op.error(errors.InvalidArgumentError, f"Dequeue size must be non-negative, got {n}")
-        state.dequeue(n, _callback(done, convert), step, device.name, op.name)
+        state.dequeue(n, _callback(done, convert), step, device.name, op.name, replica)
     return dequeue_many
 
 
@@ -270,12 +283,15 @@ class QueueBase:
         return out[0] if len(out) == 1 else out
 
     @_in_handle_graph
-    def dequeue(self, name=None):
+    def dequeue(self, name=None, replica=None):
         """Dequeues one element; the op waits while the queue is empty, and fails with
-        `tf.errors.OutOfRangeError` once it is closed and empty."""
+        `tf.errors.OutOfRangeError` once it is closed and empty. `replica` (an extension) names
+        the worker asking, for `fail_replica_requests`."""
+        attrs = {"component_types": list(self._dtypes), "timeout_ms": -1}
+        if replica:
+            attrs["_replica"] = replica
         with name_scope(name, f"{self._name}_Dequeue") as scope:
-            out = _colocated_op("QueueDequeueV2", [self._queue_ref],
-                           {"component_types": list(self._dtypes), "timeout_ms": -1}, name=scope)
+            out = _colocated_op("QueueDequeueV2", [self._queue_ref], attrs, name=scope)
         return self._outputs(out)
 
     @_in_handle_graph
@@ -352,7 +368,8 @@ AccumulatorApplyGradient.shape_fn(lambda op: [])
 
 @AccumulatorApplyGradient.kernel
 def _apply_kernel(op, device):
-    return lambda state, local_step, grad: state.apply(int(local_step), grad)
+    replica = _optional_attr(op, "_replica", "")
+    return lambda state, local_step, grad: state.apply(int(local_step), grad, replica)
 
 
 AccumulatorTakeGradient = define_op("AccumulatorTakeGradient", stateful=True, differentiable=False,
@@ -368,8 +385,12 @@ def _take_shape(op):
 
 @AccumulatorTakeGradient.kernel
 def _take_kernel(op, device):
+    replica = _optional_attr(op, "_replica", "")
+    timeout_ms = _optional_attr(op, "_timeout_ms", -1)
+    timeout_secs = timeout_ms / 1000.0 if timeout_ms >= 0 else None
+
     def take(step, done, state, num_required):
-        state.take(int(num_required), done, step, device.name, op.name)
+        state.take(int(num_required), done, step, device.name, op.name, replica, timeout_secs)
     return take
 
 
@@ -395,6 +416,36 @@ AccumulatorSetGlobalStep.shape_fn(lambda op: [])
 @AccumulatorSetGlobalStep.kernel
 def _set_step_kernel(op, device):
     return lambda state, new_step: state.set_global_step(int(new_step))
+
+
+FailReplicaRequests = define_op("FailReplicaRequests", stateful=True, differentiable=False, ref_inputs=(0,))
+FailReplicaRequests.shape_fn(lambda op: [])
+
+
+@FailReplicaRequests.kernel
+def _fail_replica_kernel(op, device):
+    replica = op.get_attr("replica")
+
+    def fail(state, code, message):
+        code = int(code)
+        if code == errors.OK:
+            state.fail_replica(replica, None)
+            return
+        text = message.item() if hasattr(message, "item") else message
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        state.fail_replica(replica, errors.exception_type_from_error_code(code)(None, None, text))
+    return fail
+
+
+def fail_replica_requests(resource, replica, code, message, name=None):
+    """An op failing the waiting dequeues or takes of `replica` on `resource` (a queue or a
+    `ConditionalAccumulator`) with error `code` and `message`, or, if none waits, its next one;
+    code OK withdraws such a pending failure. A TensorWeave extension."""
+    handle = resource._handle
+    with handle.graph.as_default(), name_scope(name, "FailReplicaRequests") as scope:
+        code = convert_to_tensor(code, dtype=dtypes.int32, name="code")
+        message = convert_to_tensor(message, dtype=dtypes.string, name="message")
+        return _colocated_op("FailReplicaRequests", [handle, code, message], {"replica": replica}, name=scope)
 
 
 class ConditionalAccumulator:
@@ -445,19 +496,33 @@ class ConditionalAccumulator:
                         name=name or f"{self._name}_SetGlobalStep")
 
     @_in_handle_graph
-    def apply_grad(self, grad, local_step=0, name=None):
-        """Adds `grad`, computed at `local_step`, unless that step is older than the global step."""
+    def apply_grad(self, grad, local_step=0, name=None, replica=None):
+        """Adds `grad`, computed at `local_step`, unless that step is older than the global step.
+        `replica` (an extension) names the worker sending it, for `take_grad`'s timeout report."""
         grad = _plain(convert_to_tensor(grad, dtype=self._dtype))
         if not self._shape.is_compatible_with(grad.shape):
             raise ValueError(f"Shapes {self._shape} and {grad.shape} are incompatible")
         local_step = _plain(convert_to_tensor(local_step, dtype=dtypes.int64))
+        attrs = {"dtype": self._dtype}
+        if replica:
+            attrs["_replica"] = replica
         return _colocated_op("AccumulatorApplyGradient", [self._accumulator_ref, local_step, grad],
-                        {"dtype": self._dtype}, name=name or f"{self._name}_ApplyGradient")
+                        attrs, name=name or f"{self._name}_ApplyGradient")
 
     @_in_handle_graph
-    def take_grad(self, num_required, name=None):
+    def take_grad(self, num_required, name=None, timeout_secs=None, replica=None):
         """Waits for `num_required` gradients and returns their mean (or sum); then clears the
-        accumulator and increments its global step."""
+        accumulator and increments its global step.
+
+        Extensions: with `timeout_secs`, the op fails with `tf.errors.DeadlineExceededError` once
+        that long has passed since the step's first gradient without `num_required`; the message
+        names the step, the replicas that sent gradients and the known ones that did not.
+        `replica` names the worker taking, for `fail_replica_requests`."""
         num_required = convert_to_tensor(num_required, dtype=dtypes.int32)
+        attrs = {"dtype": self._dtype}
+        if timeout_secs is not None:
+            attrs["_timeout_ms"] = round(timeout_secs * 1000)
+        if replica:
+            attrs["_replica"] = replica
         return _colocated_op("AccumulatorTakeGradient", [self._accumulator_ref, num_required],
-                        {"dtype": self._dtype}, name=name or f"{self._name}_TakeGradient")
+                        attrs, name=name or f"{self._name}_TakeGradient")

@@ -7,12 +7,17 @@ the request is met or fails, so the executor thread never blocks. A waiting requ
 on its step's rendezvous: when the step is aborted (session closed, step deadline, a peer failed)
 the waiter leaves the resource and fails with the step's error, so a value is never handed to a
 step that has gone.
+
+Requests may carry the replica (worker device) they come from. `fail_replica` fails the waiting
+requests of one replica, or its next request if none waits: the chief ends its own blocked step
+that way when its queue runner gives up, without touching the other workers' waits.
 """
 
 import collections
 import contextlib
 import itertools
 import threading
+import time
 
 import numpy as np
 
@@ -26,12 +31,14 @@ class _Waiter:
     """A pending request of one step. `done(value, error)` is called exactly once, outside the
     resource's lock; `release()` withdraws the step-abort listener once it is no longer needed."""
 
-    __slots__ = ("_key", "_listening", "_rendezvous", "done", "items", "settled", "want")
+    __slots__ = ("_key", "_listening", "_rendezvous", "done", "items", "replica", "settled", "timer", "want")
 
-    def __init__(self, want, items, done, step, device_name, op_name):
+    def __init__(self, want, items, done, step, device_name, op_name, replica=""):
         self.want = want      # elements a dequeue or take needs
         self.items = items    # elements an enqueue still has to put in
         self.done = done
+        self.replica = replica
+        self.timer = None     # a take's deadline, once armed
         self.settled = False  # set under the resource's lock once served or failed
         self._listening = False
         self._rendezvous = getattr(step, "rendezvous", None)
@@ -59,6 +66,34 @@ class _WaitingResource:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._replica_failures = {}  # replica -> error for its next request (fail_replica)
+
+    def _failable(self):
+        """The waiting requests that `fail_replica` may fail (dequeues, takes)."""
+        return ()
+
+    def fail_replica(self, replica, error):
+        """Fails the waiting requests of `replica` with `error`; if none waits, its next one.
+        `error` None withdraws such a pending failure."""
+        completions = []
+        with self._lock:
+            if error is None:
+                self._replica_failures.pop(replica, None)
+                return
+            for queue in self._failable():
+                for waiter in [w for w in queue if w.replica == replica]:
+                    queue.remove(waiter)
+                    self._withdrawn(waiter)
+                    self._settle(completions, waiter, error=error)
+            if completions:
+                completions += self._progress()
+            else:
+                self._replica_failures[replica] = error
+        self._finish(completions)
+
+    def _failure_for(self, replica):
+        """The pending failure of `replica`'s next request, taken (under the lock)."""
+        return self._replica_failures.pop(replica, None) if self._replica_failures else None
 
     @staticmethod
     def _settle(completions, waiter, value=None, error=None):
@@ -76,8 +111,13 @@ class _WaitingResource:
     def _wait(self, waiter, queue):
         """Queues `waiter` and serves what can be served now."""
         with self._lock:
-            queue.append(waiter)
-            completions = self._progress()
+            error = self._failure_for(waiter.replica) if waiter.want != 0 else None
+            if error is None:
+                queue.append(waiter)
+                completions = self._progress()
+        if error is not None:
+            waiter.done(None, error)
+            return
         self._finish(completions)
         if not waiter.settled:
             waiter.listen(lambda w, error: self._abort(w, queue, error))
@@ -128,9 +168,12 @@ class FIFOQueueState(_WaitingResource):
             return
         self._wait(_Waiter(0, collections.deque(elements), done, step, device_name, op_name), self._enqueuers)
 
-    def dequeue(self, n, done, step, device_name, op_name):
+    def dequeue(self, n, done, step, device_name, op_name, replica=""):
         """Takes `n` elements out (None: one, unbatched), waiting until there are enough."""
-        self._wait(_Waiter(n, [], done, step, device_name, op_name), self._dequeuers)
+        self._wait(_Waiter(n, [], done, step, device_name, op_name, replica), self._dequeuers)
+
+    def _failable(self):
+        return (self._dequeuers,)
 
     def close(self, cancel_pending_enqueues):
         with self._lock:
@@ -209,6 +252,11 @@ class AccumulatorState(_WaitingResource):
     sum) of exactly the first `num_required` that arrived; any beyond them were computed from the
     same, now superseded, step, so they are dropped and counted too (TF averages every gradient
     that arrived before the take, which makes a synchronous update depend on timing).
+
+    Each gradient may name its replica: `contributors()` lists those of the current step and
+    `known_replicas` every replica seen so far. A take with a timeout fails with
+    `DeadlineExceededError` naming the missing replicas once that many seconds have passed since
+    the step's first gradient without `num_required` of them.
     """
 
     def __init__(self, name, dtype, shape, reduction_type):
@@ -219,7 +267,11 @@ class AccumulatorState(_WaitingResource):
         self.reduction_type = reduction_type
         self.global_step = 0
         self.dropped = 0
+        self.known_replicas = {}   # replica -> None, in the order first seen (an ordered set)
         self._grads = []
+        self._replicas = []        # the replica of each gradient in `_grads`
+        self._stale_replicas = {}  # replicas whose gradient for this step came too late
+        self._first_arrival = None  # time.monotonic() of the step's first gradient
         self._takers = collections.deque()
 
     def read(self):
@@ -229,6 +281,11 @@ class AccumulatorState(_WaitingResource):
         with self._lock:
             return len(self._grads)
 
+    def contributors(self):
+        """The replicas of the gradients accumulated for the current step, in arrival order."""
+        with self._lock:
+            return list(self._replicas)
+
     def set_global_step(self, step):
         with self._lock:
             if step < self.global_step:
@@ -236,7 +293,7 @@ class AccumulatorState(_WaitingResource):
                                 self.name, step, self.global_step)
             self.global_step = int(step)
 
-    def apply(self, local_step, grad):
+    def apply(self, local_step, grad, replica=""):
         grad = np.array(grad, dtype=self.np_dtype)
         with self._lock:
             if not self.shape.is_compatible_with(grad.shape) or (
@@ -244,26 +301,77 @@ class AccumulatorState(_WaitingResource):
                 expected = self._grads[0].shape if self._grads else self.shape
                 raise errors.InvalidArgumentError(
                     None, None, f"Shape mismatch: accumulator {self.name} expects {expected}, got {grad.shape}")
+            if replica:
+                self.known_replicas.setdefault(replica, None)
             if local_step < self.global_step:
                 self.dropped += 1
+                if replica:
+                    self._stale_replicas.setdefault(replica, None)
                 logging.debug("ConditionalAccumulator %s dropped a stale gradient (local step %d < %d)",
                               self.name, local_step, self.global_step)
                 return
             self._grads.append(grad)
+            self._replicas.append(replica)
+            if self._first_arrival is None:
+                self._first_arrival = time.monotonic()
+                if self._takers:
+                    self._arm(self._takers[0])
             completions = self._progress()
         self._finish(completions)
 
-    def take(self, num_required, done, step, device_name, op_name):
+    def take(self, num_required, done, step, device_name, op_name, replica="", timeout_secs=None):
         if num_required < 1:
             done(None, errors.InvalidArgumentError(
                 None, None, f"Argument num_required must be positive, but was {num_required}"))
             return
-        self._wait(_Waiter(num_required, None, done, step, device_name, op_name), self._takers)
+        waiter = _Waiter(num_required, None, done, step, device_name, op_name, replica)
+        waiter.timer = timeout_secs  # armed (replaced by a Timer) once the step has a gradient
+        self._wait(waiter, self._takers)
+        with self._lock:
+            if not waiter.settled and self._takers and self._takers[0] is waiter and \
+                    self._first_arrival is not None:
+                self._arm(waiter)
+
+    def _arm(self, waiter):
+        """Starts the deadline of the first waiting take, if it has a timeout (under the lock)."""
+        if not isinstance(waiter.timer, (int, float)):
+            return
+        delay = max(waiter.timer - (time.monotonic() - self._first_arrival), 0.0)
+        timer = threading.Timer(delay, self._expire, args=(waiter, waiter.timer))
+        timer.daemon = True
+        waiter.timer = timer
+        timer.start()
+
+    def _expire(self, waiter, timeout_secs):
+        with self._lock:
+            if waiter.settled or waiter not in self._takers:
+                return
+            self._takers.remove(waiter)
+            contributed = list(dict.fromkeys(r for r in self._replicas if r))
+            missing = [r for r in self.known_replicas if r not in contributed]
+            message = (f"ConditionalAccumulator {self.name}: gave up aggregating the gradients of step "
+                       f"{self.global_step} after {timeout_secs:g} s: {len(self._grads)} of {waiter.want} "
+                       f"gradients arrived, from replicas [{', '.join(contributed)}]; missing known replicas "
+                       f"[{', '.join(missing)}]")
+            if self._stale_replicas:
+                message += f"; stale gradients from [{', '.join(self._stale_replicas)}]"
+            completions = []
+            self._settle(completions, waiter, error=errors.DeadlineExceededError(None, None, message))
+            completions += self._progress()
+        self._finish(completions)
+
+    def _failable(self):
+        return (self._takers,)
+
+    def _withdrawn(self, waiter):
+        if isinstance(waiter.timer, threading.Timer):
+            waiter.timer.cancel()
 
     def _progress(self):
         if not self._takers or len(self._grads) < self._takers[0].want:
             return []
         waiter = self._takers.popleft()
+        self._withdrawn(waiter)
         n = waiter.want
         total = self._grads[0].copy()
         for g in self._grads[1:n]:
@@ -272,6 +380,9 @@ class AccumulatorState(_WaitingResource):
             total = (total / n).astype(self.np_dtype, copy=False)
         self.dropped += len(self._grads) - n
         self._grads = []
+        self._replicas = []
+        self._stale_replicas = {}
+        self._first_arrival = None
         self.global_step += 1
         completions = []
         self._settle(completions, waiter, total)

@@ -85,15 +85,25 @@ class QueueRunner:
         except Exception as e:
             if coord is not None:
                 coord.request_stop(e)
+                self._on_failure(sess, e)
             else:
                 logging.error("Exception in QueueRunner: %s", e)
                 with self._lock:
                     self._exceptions_raised.append(e)
+                self._on_failure(sess, e)
                 raise
         finally:
             if not decremented:
                 with self._lock:
                     self._runs_per_session[sess] -= 1
+
+    def _on_failure(self, sess, error):
+        """Called after an enqueue op failed with `error` (reported already)."""
+
+    def abandon_pending_runs(self, sess):
+        """Ends waits of the enqueue ops that only further training could satisfy, once training
+        has ended (`Supervisor.stop` calls it). Plain runners have none: their waits end with the
+        cancel op at the coordinator's stop."""
 
     def _close_on_stop(self, sess, coord):
         coord.wait_for_stop()

@@ -233,6 +233,7 @@ class Supervisor:
         self._graph_written = False
         self._coord = Coordinator()
         self._started_threads = []
+        self._started_queue_runners = []  # (runner, session), told when training ends
         self._session_manager = session_manager or SessionManager(
             local_init_op=self._local_init_op, ready_op=self._ready_op,
             ready_for_local_init_op=self._ready_for_local_init_op, graph=self._graph,
@@ -325,6 +326,7 @@ class Supervisor:
         threads = []
         for qr in queue_runners:
             threads.extend(qr.create_threads(sess, coord=self._coord, daemon=True, start=True))
+            self._started_queue_runners.append((qr, sess))
         self._started_threads.extend(threads)
         return threads
 
@@ -382,8 +384,14 @@ class Supervisor:
 
     def stop(self, threads=None, close_summary_writer=True, ignore_live_threads=False):
         """Stops the service threads (and `threads`), waiting up to `stop_grace_secs`, closes the
-        summary writer, and re-raises an exception reported with `request_stop`."""
+        summary writer, and re-raises an exception reported with `request_stop`. The queue runners
+        it started are told that training ended (`QueueRunner.abandon_pending_runs`)."""
         self._coord.request_stop()
+        # Training has ended: a queue runner waiting for what only training could bring (the
+        # chief's SyncReplicasOptimizer runner waiting for gradients) stops waiting.
+        runners, self._started_queue_runners = self._started_queue_runners, []
+        for qr, sess in runners:
+            qr.abandon_pending_runs(sess)
         try:
             self._coord.join(list(self._started_threads) + list(threads or ()),
                              stop_grace_period_secs=self._stop_grace_secs,

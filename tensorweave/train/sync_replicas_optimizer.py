@@ -13,14 +13,24 @@ slow or dead worker does not hold up an update, and its late gradient is dropped
                                          replicas_to_aggregate=2, total_num_replicas=3)
     train_op = opt.minimize(loss, global_step=global_step)
     hook = opt.make_session_run_hook(is_chief)
+
+TensorWeave extension: `replica_timeout_secs`. Each gradient is tagged with the worker device it
+comes from. With a timeout, a take that has waited that long since its step's first gradient
+fails with `tf.errors.DeadlineExceededError` naming the step, how many of the gradients arrived,
+the replicas that sent them and the known replicas that did not. The chief's queue runner reports
+it to the coordinator and fails the chief's own waiting (or next) token dequeue with it, so the
+chief's training call ends with that error. Only the chief's requests are failed: the other
+workers keep waiting on the token queue, which outlives a restarted chief (its `chief_init_op`
+withdraws failures left for it). When training ends (`Supervisor.stop`, the hook's `end`), the
+chief's queue runner stops waiting for gradients no worker will send.
 """
 
-from tensorweave.framework import dtypes
+from tensorweave.framework import dtypes, errors
 from tensorweave.framework.graph import GraphKeys
 from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.framework.op_builder import control_dependencies, convert_to_tensor, name_scope
 from tensorweave.ops import array_ops, control_ops, state_ops, variables
-from tensorweave.ops.data_flow_ops import ConditionalAccumulator, FIFOQueue
+from tensorweave.ops.data_flow_ops import ConditionalAccumulator, FIFOQueue, fail_replica_requests
 from tensorweave.platform import tf_logging as logging
 from tensorweave.train.optimizer import Optimizer
 from tensorweave.train.queue_runner import QueueRunner
@@ -29,16 +39,18 @@ from tensorweave.train.session_run_hook import SessionRunHook
 
 class SyncReplicasOptimizer(Optimizer):
     """`tf.train.SyncReplicasOptimizer(opt, replicas_to_aggregate, total_num_replicas=None,
-    variable_averages=None, variables_to_average=None, use_locking=False, name="sync_replicas")`.
+    variable_averages=None, variables_to_average=None, use_locking=False, name="sync_replicas",
+    replica_timeout_secs=None)`.
 
     After `apply_gradients` (or `minimize`, which needs a `global_step`): `chief_init_op`,
     `local_step_init_op`, `ready_for_local_init_op`, `get_chief_queue_runner()`,
     `get_init_tokens_op(num_tokens=-1)` and `make_session_run_hook(is_chief, num_tokens=-1)`.
-    Sparse gradients are aggregated densely.
+    Sparse gradients are aggregated densely. `replica_timeout_secs` (an extension; None waits
+    forever, as TF) bounds the chief's wait for the gradients of a step (see the module doc).
     """
 
     def __init__(self, opt, replicas_to_aggregate, total_num_replicas=None, variable_averages=None,
-                 variables_to_average=None, use_locking=False, name="sync_replicas"):
+                 variables_to_average=None, use_locking=False, name="sync_replicas", replica_timeout_secs=None):
         if total_num_replicas is None:
             total_num_replicas = replicas_to_aggregate
         super().__init__(use_locking, name)
@@ -50,6 +62,9 @@ class SyncReplicasOptimizer(Optimizer):
         self._tokens_per_step = max(total_num_replicas, replicas_to_aggregate)
         self._variable_averages = variable_averages
         self._variables_to_average = variables_to_average
+        if replica_timeout_secs is not None and replica_timeout_secs <= 0:
+            raise ValueError(f"replica_timeout_secs must be positive or None, got {replica_timeout_secs}")
+        self._replica_timeout_secs = replica_timeout_secs
         self._gradients_applied = False
         self._global_step = None
         self._sync_token_queue = None
@@ -82,6 +97,8 @@ class SyncReplicasOptimizer(Optimizer):
             self._local_step = variables.Variable(
                 initial_value=0, trainable=False, collections=[GraphKeys.LOCAL_VARIABLES],
                 dtype=global_step.dtype, name="sync_rep_local_step")
+        # The replica this graph pushes for: the worker device, named in each request.
+        replica = local_anchor.device or ""
         self.local_step_init_op = state_ops.assign(self._local_step, global_step)
         chief_init_ops = [self.local_step_init_op]
         self.ready_for_local_init_op = variables.report_uninitialized_variables(variables.global_variables())
@@ -97,8 +114,9 @@ class SyncReplicasOptimizer(Optimizer):
                         grad = convert_to_tensor(grad)
                     grad_accum = ConditionalAccumulator(grad.dtype, shape=var.get_shape(),
                                                         shared_name=var.name + "/grad_accum")
-                    train_ops.append(grad_accum.apply_grad(grad, local_step=self._local_step))
-                    aggregated_grad.append(grad_accum.take_grad(self._replicas_to_aggregate))
+                    train_ops.append(grad_accum.apply_grad(grad, local_step=self._local_step, replica=replica))
+                    aggregated_grad.append(grad_accum.take_grad(
+                        self._replicas_to_aggregate, timeout_secs=self._replica_timeout_secs, replica=replica))
                     self._accumulator_list.append((grad_accum, var.device))
 
             with graph.device(global_step.device), graph.name_scope(None):
@@ -113,7 +131,7 @@ class SyncReplicasOptimizer(Optimizer):
 
             with graph.device(global_step.device), graph.name_scope(None):
                 with control_dependencies(train_ops):
-                    token = sync_token_queue.dequeue()
+                    token = sync_token_queue.dequeue(replica=replica)
                 train_op = state_ops.assign(self._local_step, token)
                 with control_dependencies([update_op]):
                     # A read made here, after the update: the snapshot `global_step.value()` may
@@ -123,11 +141,29 @@ class SyncReplicasOptimizer(Optimizer):
                 if self._variable_averages is not None:
                     with control_dependencies([sync_op]), name_scope(None, "sync_replicas_avg"):
                         sync_op = self._variable_averages.apply(self._variables_to_average)
-                self._chief_queue_runner = QueueRunner(dummy_queue, [sync_op])
+                # Fed by the chief's queue runner with the error that ended it.
+                code = array_ops.placeholder_with_default(
+                    convert_to_tensor(errors.CANCELLED, dtype=dtypes.int32), [], name="chief_error_code")
+                message = array_ops.placeholder_with_default(
+                    convert_to_tensor("The chief's queue runner stopped", dtype=dtypes.string), [],
+                    name="chief_error_message")
+                fail_chief_step = fail_replica_requests(sync_token_queue, replica, code, message,
+                                                        name="fail_chief_token_dequeue")
+                chief_init_ops.append(fail_replica_requests(sync_token_queue, replica, errors.OK, "",
+                                                            name="clear_chief_token_failure"))
 
+            abandon_ops = []
             for accum, device in self._accumulator_list:
                 with graph.device(device):
                     chief_init_ops.append(accum.set_global_step(global_step.value(), name="SetGlobalStep"))
+                    chief_init_ops.append(fail_replica_requests(accum, replica, errors.OK, "",
+                                                                name="ClearChiefTakeFailure"))
+                    abandon_ops.append(fail_replica_requests(
+                        accum, replica, errors.CANCELLED, "Training ended: the chief stopped waiting for gradients",
+                        name="AbandonChiefTake"))
+            self._chief_queue_runner = _ChiefQueueRunner(
+                dummy_queue, [sync_op], fail_step_op=fail_chief_step, code=code, message=message,
+                abandon_op=control_ops.group(*abandon_ops, name="abandon_chief_takes"))
             self.chief_init_op = control_ops.group(*chief_init_ops)
             self._gradients_applied = True
             return train_op
@@ -203,3 +239,32 @@ class _SyncReplicasOptimizerHook(SessionRunHook):
             session.run(self._init_tokens_op)
         if self._q_runner is not None:
             self._q_runner.create_threads(session, coord=coord, daemon=True, start=True)
+
+    def end(self, session):
+        if self._q_runner is not None:
+            self._q_runner.abandon_pending_runs(session)
+
+
+class _ChiefQueueRunner(QueueRunner):
+    """The chief's queue runner. When its update fails (a take timed out), it fails the chief's
+    own waiting token dequeue with that error; `abandon_pending_runs` ends its wait for gradients."""
+
+    def __init__(self, queue, enqueue_ops, fail_step_op, code, message, abandon_op):
+        super().__init__(queue, enqueue_ops)
+        self._fail_step_op, self._code, self._message = fail_step_op, code, message
+        self._abandon_op = abandon_op
+
+    def _on_failure(self, sess, error):
+        code = getattr(error, "error_code", errors.UNKNOWN)
+        message = getattr(error, "message", None) or str(error)
+        try:
+            sess.run(self._fail_step_op, {self._code: code, self._message: message})
+        except Exception as e:  # noqa: BLE001 - the session may be gone; the coordinator has the error
+            logging.warning("Could not fail the chief's waiting step: %s", e)
+
+    def abandon_pending_runs(self, sess):
+        """Fails the runner's waiting takes (or its next) with CancelledError, which ends it."""
+        try:
+            sess.run(self._abandon_op)
+        except Exception as e:  # noqa: BLE001 - the session may be gone already
+            logging.vlog(1, "Ignored exception while abandoning the chief's takes: %s", e)

@@ -1,5 +1,6 @@
 """TF1's distributed `mnist_replica.py` on real MNIST: one PS and two workers started by
-`tensorweave launch`, training one softmax model asynchronously (between-graph replication)."""
+`tensorweave launch`, training one softmax model asynchronously (between-graph replication) and
+synchronously (`--sync_replicas`)."""
 
 import os
 import re
@@ -28,12 +29,13 @@ def _tensorweave():
     return [os.path.join(os.path.dirname(sys.executable), "tensorweave")]
 
 
-def test_two_workers_train_one_model_asynchronously_to_90_percent(data_dir):
+def _launch(data_dir, *flags):
+    """Runs mnist_replica.py under `tensorweave launch` (1 PS, 2 workers); (returncode, out, err)."""
     env = dict(os.environ, TENSORWEAVE_OFFLINE="1", PYTHONHASHSEED="0")
     process = subprocess.Popen(
         [*_tensorweave(), "launch", "--ps", "1", "--workers", "2", mnist_replica.__file__,
          "--data_dir", data_dir, "--job_name={job}", "--task_index={task}", "--ps_hosts={ps_hosts}",
-         "--worker_hosts={worker_hosts}", "--train_steps", str(TRAIN_STEPS), "--seed", "1"],
+         "--worker_hosts={worker_hosts}", "--train_steps", str(TRAIN_STEPS), "--seed", "1", *flags],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = process.communicate(timeout=TIMEOUT_S)
@@ -45,7 +47,25 @@ def test_two_workers_train_one_model_asynchronously_to_90_percent(data_dir):
             except ProcessLookupError:
                 pass
             process.communicate(timeout=30)
-    assert process.returncode == 0, out + err
+    return process.returncode, out, err
+
+
+def _local_steps(out):
+    """{worker index: local steps} from the workers' "Training elapsed time" lines."""
+    return {int(i): int(n) for i, n in re.findall(r"\[worker:(\d)\] Training elapsed time: \S+ s \((\d+) local",
+                                                  out)}
+
+
+def _chief_accuracy(out):
+    accuracies = re.findall(r"^\[worker:0\] test accuracy ([0-9.]+)$", out, re.MULTILINE)
+    assert len(accuracies) == 1, out
+    assert "[worker:1] test accuracy" not in out
+    return float(accuracies[0])
+
+
+def test_two_workers_train_one_model_asynchronously_to_90_percent(data_dir):
+    returncode, out, err = _launch(data_dir)
+    assert returncode == 0, out + err
     lines = out.splitlines()
     for index in (0, 1):
         steps = [int(m.group(1)) for m in (re.match(
@@ -53,11 +73,19 @@ def test_two_workers_train_one_model_asynchronously_to_90_percent(data_dir):
             for line in lines) if m]
         assert steps, f"worker {index} printed no training step:\n{out}"
     # Both workers advanced the one shared global step: each did only part of the steps.
-    local = {int(i): int(n) for i, n in re.findall(r"\[worker:(\d)\] Training elapsed time: \S+ s \((\d+) local",
-                                                  out)}
+    local = _local_steps(out)
     assert sorted(local) == [0, 1] and all(0 < n < TRAIN_STEPS for n in local.values()), out
     assert sum(local.values()) >= TRAIN_STEPS
-    accuracies = re.findall(r"^\[worker:0\] test accuracy ([0-9.]+)$", out, re.MULTILINE)
-    assert len(accuracies) == 1, out
-    assert "[worker:1] test accuracy" not in out
-    assert float(accuracies[0]) >= 0.90, out
+    assert _chief_accuracy(out) >= 0.90, out
+
+
+def test_two_workers_train_one_model_synchronously_to_90_percent(data_dir):
+    """--sync_replicas: each update is the mean of two fresh gradients (replicas_to_aggregate
+    defaults to the number of workers), applied by the chief's queue runner; every task ends."""
+    returncode, out, err = _launch(data_dir, "--sync_replicas")
+    assert returncode == 0, out + err
+    for index in (0, 1):
+        assert re.search(rf"^\[worker:{index}\] Worker {index}: training step \d+ done", out, re.MULTILINE), out
+    local = _local_steps(out)
+    assert sorted(local) == [0, 1] and all(n > 0 for n in local.values()), out
+    assert _chief_accuracy(out) >= 0.90, out

@@ -15,6 +15,7 @@ import tensorweave as tf
 from tensorweave.framework import graph_io, tf_op_schemas
 from tensorweave.framework.op_def import registered_ops
 from tensorweave.framework.operation import Operation
+from tensorweave.ops.data_flow_ops import fail_replica_requests
 
 
 def _conv_net():
@@ -213,7 +214,9 @@ def _data_flow():
         count = acc.num_accumulated()
     with tf.control_dependencies([count]):
         mean = acc.take_grad(1)
-    return first + rest + [size, count, mean], {}, None, [closed, mean.op]
+    with tf.control_dependencies([mean]):
+        cleared = fail_replica_requests(acc, "/job:worker/task:0", 0, "")  # code OK: nothing to fail
+    return first + rest + [size, count, mean], {}, None, [closed, mean.op, cleared]
 
 
 OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops, _comm, _debugging,
@@ -306,7 +309,7 @@ _TF_REQUIRED_ATTRS = {
                                                     "AvgPoolGrad")},
 }
 # Op types of TensorWeave's own, which TF does not have: only TensorWeave writes GraphDefs naming them.
-_OWN_OP_TYPES = {"ReducedShape", "_OrthogonalBasis"}
+_OWN_OP_TYPES = {"ReducedShape", "_OrthogonalBasis", "FailReplicaRequests"}
 
 
 def test_every_attr_an_op_reads_is_required_by_tf_or_has_a_default(monkeypatch):

@@ -23,3 +23,23 @@ def test_queue_runner_threads_fill_the_queue_and_stop_with_the_coordinator():
             coord.join(threads, stop_grace_period_secs=10)
             assert qr.exceptions_raised == []
             np.testing.assert_array_equal(sess.run(q.size()) <= 4, True)
+
+
+def test_a_failed_enqueue_op_is_reported_to_the_coordinator_then_to_the_runner():
+    failures = []
+
+    class _Runner(tf.train.QueueRunner):
+        def _on_failure(self, sess, error):
+            failures.append((coord.should_stop(), type(error)))
+
+    with tf.Graph().as_default():
+        q = tf.FIFOQueue(4, tf.float32, shapes=[[]])
+        bad = q.enqueue(tf.debugging.check_numerics(tf.constant(np.nan), "boom"))
+        qr = _Runner(q, [bad])
+        with tf.Session() as sess:
+            coord = tf.train.Coordinator()
+            threads = qr.create_threads(sess, coord=coord, start=True)
+            for t in threads:
+                t.join(10)
+            assert not any(t.is_alive() for t in threads)
+            assert failures == [(True, tf.errors.InvalidArgumentError)]

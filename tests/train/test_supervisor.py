@@ -168,3 +168,27 @@ def test_non_chief_waits_for_the_chief_on_a_cluster():
     finally:
         for s in servers:
             s.stop()
+
+
+def test_stop_tells_the_started_queue_runners_that_training_ended():
+    class _Runner(tf.train.QueueRunner):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.abandoned = []
+
+        def abandon_pending_runs(self, sess):
+            self.abandoned.append(sess)
+
+    with tf.Graph().as_default():
+        _model()
+        q = tf.FIFOQueue(2, tf.float32, shapes=[[]])
+        qr = _Runner(q, [q.enqueue(1.0)])
+        sv = tf.train.Supervisor(logdir=None)
+        sess = sv.prepare_or_wait_for_session("")
+        try:
+            sv.start_queue_runners(sess, [qr])
+            assert qr.abandoned == []
+            sv.stop()
+            assert qr.abandoned == [sess]
+        finally:
+            sess.close()

@@ -12,6 +12,7 @@ import tensorweave as tf
 from tensorweave.distributed.cluster import ClusterSpec
 from tensorweave.distributed.master import Master, MasterRuntime
 from tensorweave.distributed.worker import Worker
+from tensorweave.ops.data_flow_state import AccumulatorState, FIFOQueueState
 from tensorweave.runtime import session as session_lib
 
 CLUSTER = ClusterSpec({"ps": ["ps0.invalid:1"], "worker": ["w0.invalid:1", "w1.invalid:1", "w2.invalid:1"]})
@@ -115,6 +116,176 @@ def test_each_update_is_the_mean_of_the_first_fresh_gradients_and_stale_ones_are
         waiting.finish()
         coord.join(threads, stop_grace_period_secs=WAIT)
         np.testing.assert_array_equal(chief.run(rs[0]["w"]), w2 - 1.0)
+    finally:
+        coord.request_stop()
+        for sess in sessions:
+            sess.close()
+
+
+# -- which replica sent what, and the chief's timeout ------------------------------------------
+
+def _take(state, n, timeout_secs=None, replica=""):
+    """Starts a take on `state`; returns an event set when done and a list receiving (value, error)."""
+    done, result = threading.Event(), []
+
+    def callback(value, error):
+        result.append((value, error))
+        done.set()
+    state.take(n, callback, None, "/cpu:0", "take", replica, timeout_secs)
+    return done, result
+
+
+def test_accumulator_records_the_replica_of_each_gradient_and_names_the_missing_ones():
+    state = AccumulatorState("w/grad_accum", tf.float32, tf.TensorShape([2]), "MEAN")
+    g = np.ones(2, np.float32)
+    state.apply(0, g, "/job:worker/task:0")
+    state.apply(0, g, "/job:worker/task:1")
+    assert state.contributors() == ["/job:worker/task:0", "/job:worker/task:1"]
+    done, result = _take(state, 2)
+    assert done.wait(WAIT) and result[0][1] is None
+    assert state.contributors() == [] and state.global_step == 1
+
+    # Step 1: worker 2 is late (stale), worker 0 sends one fresh gradient, worker 1 sends none.
+    state.apply(0, g, "/job:worker/task:2")
+    state.apply(1, g, "/job:worker/task:0")
+    assert list(state.known_replicas) == [f"/job:worker/task:{i}" for i in (0, 1, 2)]
+    done, result = _take(state, 2, timeout_secs=0.3)
+    assert done.wait(WAIT)
+    value, error = result[0]
+    assert value is None and isinstance(error, tf.errors.DeadlineExceededError)
+    assert "step 1" in error.message and "1 of 2 gradients" in error.message
+    assert "from replicas [/job:worker/task:0]" in error.message
+    assert "missing known replicas [/job:worker/task:1, /job:worker/task:2]" in error.message
+    assert "stale gradients from [/job:worker/task:2]" in error.message
+    # The gradient stays for a later take; a gradient without a replica is still counted.
+    state.apply(1, 3 * g, "")
+    done, result = _take(state, 2)
+    assert done.wait(WAIT)
+    np.testing.assert_array_equal(result[0][0], 2 * g)
+
+
+def test_a_take_without_timeout_waits_as_long_as_it_takes():
+    state = AccumulatorState("w/grad_accum", tf.float32, tf.TensorShape([2]), "MEAN")
+    state.apply(0, np.ones(2, np.float32), "a")
+    done, result = _take(state, 2)
+    assert not done.wait(1.0)
+    state.apply(0, np.zeros(2, np.float32), "b")
+    assert done.wait(WAIT) and result[0][1] is None
+
+
+def test_failing_a_replica_fails_only_its_requests_or_its_next_one():
+    queue = FIFOQueueState("q", [tf.int64], [tf.TensorShape([])], None)
+    got = {}
+
+    def dequeue(replica):
+        event = threading.Event()
+        queue.dequeue(None, lambda v, e: (got.__setitem__(replica, (v, e)), event.set()), None, "/cpu:0", "d",
+                      replica)
+        return event
+    chief, other = dequeue("chief"), dequeue("other")
+    queue.fail_replica("chief", tf.errors.DeadlineExceededError(None, None, "step 3: worker 1 is missing"))
+    assert chief.wait(WAIT) and "worker 1 is missing" in got["chief"][1].message
+    assert not other.is_set()
+    # With none waiting, the replica's next request fails; withdrawn, it waits as before.
+    queue.fail_replica("chief", tf.errors.CancelledError(None, None, "stopped"))
+    assert dequeue("chief").wait(WAIT) and isinstance(got["chief"][1], tf.errors.CancelledError)
+    queue.fail_replica("chief", tf.errors.CancelledError(None, None, "stopped"))
+    queue.fail_replica("chief", None)
+    chief = dequeue("chief")
+    queue.enqueue([(np.int64(7),), (np.int64(8),)], lambda v, e: None, None, "/cpu:0", "e")
+    assert other.wait(WAIT) and chief.wait(WAIT)
+    assert got["other"][0][0] == 7 and got["chief"][0][0] == 8
+
+
+def _two_replicas(task, timeout):
+    graph = tf.Graph()
+    with graph.as_default(), tf.device(tf.train.replica_device_setter(
+            cluster=CLUSTER, worker_device=f"/job:worker/task:{task}")):
+        global_step = tf.train.get_or_create_global_step()
+        w = tf.Variable(W_INIT, name="w")
+        x = tf.placeholder(tf.float32, [2], name="x")
+        opt = tf.train.SyncReplicasOptimizer(tf.train.GradientDescentOptimizer(1.0), replicas_to_aggregate=2,
+                                             total_num_replicas=2, replica_timeout_secs=timeout)
+        train = opt.minimize(tf.reduce_sum(w * x), global_step=global_step)
+        init = tf.global_variables_initializer()
+    return {"graph": graph, "opt": opt, "train": train, "x": x, "w": w, "step": global_step, "init": init}
+
+
+def test_with_a_replica_timeout_the_chief_names_the_missing_replica_and_its_step_ends(target):
+    rs = [_two_replicas(i, timeout=1.0) for i in range(2)]
+    chief, s1 = sessions = [tf.Session(target, graph=r["graph"]) for r in rs]
+    coord = tf.train.Coordinator()
+    try:
+        hooks = [rs[0]["opt"].make_session_run_hook(True), rs[1]["opt"].make_session_run_hook(False)]
+        chief.run(rs[0]["init"])
+        for hook, sess in zip(hooks, sessions, strict=True):
+            hook.begin()
+            hook.after_create_session(sess, coord)
+        _Train(chief, rs[0], [1.0, 1.0]).finish()
+        _Train(s1, rs[1], [3.0, 3.0]).finish()
+        _wait_for_step(chief, rs[0], 1)
+        # Each takes one token of update 1 (their gradients, from step 0, are dropped). Then worker
+        # 1 is gone: the chief pushes alone and waits for a token of an update that needs two.
+        _Train(chief, rs[0], [5.0, 5.0]).finish()
+        _Train(s1, rs[1], [5.0, 5.0]).finish()
+        start = time.monotonic()
+        blocked = _Train(chief, rs[0], [1.0, 1.0])
+        blocked.join(WAIT)
+        assert not blocked.is_alive(), "the chief's step still waits"
+        assert time.monotonic() - start >= 0.9
+        error = blocked.error
+        assert isinstance(error, tf.errors.DeadlineExceededError), error
+        assert "step 1" in error.message and "1 of 2 gradients" in error.message
+        assert "from replicas [/job:worker/task:0]" in error.message
+        assert "missing known replicas [/job:worker/task:1]" in error.message
+        assert coord.should_stop()
+        with pytest.raises(tf.errors.DeadlineExceededError, match="missing known replicas"):
+            coord.raise_requested_exception()
+
+        # Worker 1 comes back: its step waits for a token (not failed), which a restarted chief
+        # hands out; the failure left for the old chief does not hit the new one.
+        waiting = _Train(s1, rs[1], [3.0, 3.0])
+        time.sleep(0.5)
+        assert waiting.is_alive()
+        coord2 = tf.train.Coordinator()
+        hook = rs[0]["opt"].make_session_run_hook(True)
+        hook.begin()
+        hook.after_create_session(chief, coord2)
+        waiting.finish()
+        hook.end(chief)
+        coord2.request_stop()
+    finally:
+        coord.request_stop()
+        for sess in sessions:
+            sess.close()
+
+
+def test_without_a_replica_timeout_the_chief_keeps_waiting(target):
+    rs = [_two_replicas(i, timeout=None) for i in range(2)]
+    chief, s1 = sessions = [tf.Session(target, graph=r["graph"]) for r in rs]
+    coord = tf.train.Coordinator()
+    try:
+        hooks = [rs[0]["opt"].make_session_run_hook(True), rs[1]["opt"].make_session_run_hook(False)]
+        chief.run(rs[0]["init"])
+        for hook, sess in zip(hooks, sessions, strict=True):
+            hook.begin()
+            hook.after_create_session(sess, coord)
+        _Train(chief, rs[0], [1.0, 1.0]).finish()
+        _Train(s1, rs[1], [3.0, 3.0]).finish()
+        _wait_for_step(chief, rs[0], 1)
+        _Train(chief, rs[0], [5.0, 5.0]).finish()
+        _Train(s1, rs[1], [5.0, 5.0]).finish()
+        blocked = _Train(chief, rs[0], [1.0, 1.0])
+        blocked.join(2.0)
+        assert blocked.is_alive() and not coord.should_stop()
+        _Train(s1, rs[1], [3.0, 3.0]).finish()
+        blocked.finish()
+        _wait_for_step(chief, rs[0], 2)
+        np.testing.assert_array_equal(chief.run(rs[0]["w"]), W_INIT - 4.0)
+        # The end of training ends the queue runner's wait for step 3's gradients.
+        coord.request_stop()
+        hooks[0].end(chief)
+        coord.join(stop_grace_period_secs=WAIT)
     finally:
         coord.request_stop()
         for sess in sessions:
