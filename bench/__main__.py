@@ -2,14 +2,16 @@
 
     python -m bench [--workloads softmax,mlp,chain] [--frameworks tensorweave,tf,torch,numpy]
                     [--quick] [--json PATH] [--python INTERPRETER] [--retries N]
-                    [--wait-quiet S] [--timeout S] [--suite all|local|distributed|inference|tracing]
+                    [--wait-quiet S] [--timeout S]
+                    [--suite all|local|distributed|inference|tracing|sync]
 
 --suite all (the default) prints the single-process table below and then the distributed
 benchmark (`python -m bench.distributed`, which has options of its own): tensor transfer,
 parameter-server training and transfer encodings, training on those of --frameworks that are
 tensorweave or tf; then the inference benchmark (`python -m bench.inference`): ONNX Runtime on
 the exported MLP vs TensorWeave's NumPy inference path vs a tf.Session; then the cost of
-tracing (`python -m bench.tracing`): MLP step time with tracing off and on.
+tracing (`python -m bench.tracing`): MLP step time with tracing off and on; then sync vs async
+training on MNIST with and without a backup worker against a slow one (`python -m bench.sync`).
 
 Each (framework, workload) pair runs in its own subprocess
 (`python -m bench.run_one ...`, JSON on stdout), one at a time, so thread pools
@@ -274,10 +276,12 @@ def main(argv=None):
                          "processes to leave the CPUs idle (default 0: don't wait)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds allowed per subprocess (default 150, quick 60)")
-    ap.add_argument("--suite", choices=("all", "local", "distributed", "inference", "tracing"), default="all",
+    ap.add_argument("--suite", choices=("all", "local", "distributed", "inference", "tracing", "sync"),
+                    default="all",
                     help="local: the single-process table; distributed: bench.distributed; "
                          "inference: bench.inference (ONNX Runtime vs TensorWeave on the exported MLP); "
-                         "tracing: bench.tracing (step time with tracing off and on); all (default): each")
+                         "tracing: bench.tracing (step time with tracing off and on); "
+                         "sync: bench.sync (sync vs async training, backup workers); all (default): each")
     args = ap.parse_args(argv)
     if args.suite == "distributed":
         return run_distributed(args, parse_list(args.frameworks, FRAMEWORKS, "framework"))
@@ -285,6 +289,8 @@ def main(argv=None):
         return run_inference(args)
     if args.suite == "tracing":
         return run_tracing(args)
+    if args.suite == "sync":
+        return run_sync(args)
     workloads = parse_list(args.workloads, WORKLOADS, "workload")
     frameworks = parse_list(args.frameworks, FRAMEWORKS, "framework")
     timeout = args.timeout or (60 if args.quick else 150)
@@ -354,6 +360,9 @@ def main(argv=None):
         print()
         sys.stdout.flush()
         run_tracing(args)
+        print()
+        sys.stdout.flush()
+        run_sync(args)
     elif args.json:
         print("results written to %s" % args.json)
     return 0
@@ -394,6 +403,14 @@ def run_tracing(args):
         subprocess.run(cmd, cwd=ROOT, env=child_env("tensorweave"), timeout=args.timeout or 300, check=False)
     except subprocess.TimeoutExpired:
         print("tracing: no result within %ss" % (args.timeout or 300))
+    return 0
+
+
+def run_sync(args):
+    """Runs `bench.sync` (sync vs async training on MNIST, with and without a backup worker)."""
+    from bench import sync
+
+    sync.run(argparse.Namespace(quick=args.quick, python=args.python, timeout=args.timeout))
     return 0
 
 

@@ -311,7 +311,11 @@ class _MonitoredSession:
             try:
                 if self._coord is not None:
                     self._coord.request_stop()
-                    self._coord.join(stop_grace_period_secs=self._stop_grace_period_secs)
+                    # As TF1: threads still running after the grace period are logged, and closing
+                    # the session cancels their steps (a SyncReplicasOptimizer chief's queue runner
+                    # waits for gradients that no worker sends once training has stopped).
+                    self._coord.join(stop_grace_period_secs=self._stop_grace_period_secs,
+                                     ignore_live_threads=True)
             finally:
                 if self._sess is not None:
                     self._sess.close()
