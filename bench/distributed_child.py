@@ -49,18 +49,24 @@ class Commands:
     def __init__(self):
         self._buf = b""
 
-    def wait(self, expected, timeout):
+    def next(self, timeout):
+        """The next command, or None if none came within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([0], [], [], left)[0]:
-                raise TimeoutError(f"no {expected!r} from the parent within {timeout:.0f}s")
+                return None
             chunk = os.read(0, 4096)
             if not chunk:
                 raise SystemExit("parent closed stdin")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
-        got = line.decode().strip()
+        return line.decode().strip()
+
+    def wait(self, expected, timeout):
+        got = self.next(timeout)
+        if got is None:
+            raise TimeoutError(f"no {expected!r} from the parent within {timeout:.0f}s")
         if got != expected:
             raise RuntimeError(f"expected command {expected!r}, got {got!r}")
 

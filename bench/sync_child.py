@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import sys
 import threading
 import time
@@ -34,42 +33,10 @@ import traceback
 
 import numpy as np
 
-from bench.distributed_child import make_config, wait_for_port
+from bench import distributed_child
+from bench.distributed_child import Commands, emit, make_config, wait_for_port
 
 SETUP_TIMEOUT_S = 120.0
-_JSON_FD = None
-
-
-def emit(**event):
-    """Writes one JSON event line for the parent."""
-    os.write(_JSON_FD, (json.dumps(event) + "\n").encode())
-
-
-class Commands:
-    """Command lines from the parent on stdin; `next(timeout)` is the next one or None."""
-
-    def __init__(self):
-        self._buf = b""
-
-    def next(self, timeout):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([0], [], [], left)[0]:
-                return None
-            chunk = os.read(0, 4096)
-            if not chunk:
-                raise SystemExit("parent closed stdin")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode().strip()
-
-    def wait(self, expected, timeout):
-        got = self.next(timeout)
-        if got != expected:
-            raise TimeoutError(f"expected {expected!r} from the parent within {timeout:.0f}s, got {got!r}")
-
-
 def build_model(tf, hidden, seed):
     """Placeholders, the loss and the weights (as `accuracy` reads them), on the current device scope."""
     x = tf.placeholder(tf.float32, [None, 784], name="x")
@@ -210,7 +177,6 @@ def worker(args, commands):
 
 
 def main(argv=None):
-    global _JSON_FD
     ap = argparse.ArgumentParser(prog="python -m bench.sync_child", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cluster", required=True, help="the cluster spec as JSON")
@@ -230,7 +196,7 @@ def main(argv=None):
 
     # stdout carries the JSON events alone; whatever the framework prints goes to stderr.
     sys.stdout.flush()
-    _JSON_FD = os.dup(1)
+    distributed_child._JSON_FD = os.dup(1)
     os.dup2(2, 1)
     code = 0
     try:
