@@ -53,6 +53,8 @@ _STEP_ID_MASK = (1 << 63) - 1  # step ids travel in signed int64 fields
 ABANDON_AFTER_FAILURE_SECONDS = 2.0
 CLOSE_WAIT_SECONDS = 5.0
 _STEP_THREADS = ReusableThreads("tensorweave-master-step")
+SESSION_WAIT_SECONDS = 60.0  # how long a new session waits for its tasks to come up (TF: forever)
+_SESSION_WAIT_LOG_SECONDS = 10.0
 
 
 def _cleanup_quietly(worker, step_id):
@@ -164,8 +166,10 @@ class Master:
         config = tensor_codec.config_from_wire(config) if config is not None else self.config
         tasks = self._filtered_tasks(config.device_filters)
         devices, incarnations = {}, {}
+        wait = config.operation_timeout_in_ms / 1000 if config.operation_timeout_in_ms > 0 else SESSION_WAIT_SECONDS
+        deadline = time.monotonic() + wait
         for task in tasks:
-            status = self.workers[task].get_status()
+            status = self._status_once_up(task, deadline, wait)
             if _task_name(status.task_name) != task:
                 raise errors.InvalidArgumentError(
                     None, None, f"The worker registered for task {task} reports task {status.task_name}")
@@ -178,6 +182,26 @@ class Master:
             self._sessions[handle] = MasterSession(self, handle, graph, config, tasks, devices, incarnations,
                                                    self._clock())
         return handle
+
+    def _status_once_up(self, task, deadline, wait):
+        """The task's status; a task not up yet (UnavailableError) is asked again until
+        `deadline`, as TF's master waits for the workers of a new session. Every cluster task
+        starts at about the same time, so a worker's first session often comes before the PS."""
+        delay, next_log = 0.05, time.monotonic() + _SESSION_WAIT_LOG_SECONDS
+        while True:
+            try:
+                return self.workers[task].get_status()
+            except errors.UnavailableError as e:
+                now = time.monotonic()
+                if now + delay > deadline:
+                    raise errors.UnavailableError(
+                        None, None, f"{e.message} (the session waited {wait:g} s for task {task} to come up; "
+                        "ConfigProto.operation_timeout_in_ms sets how long)") from e
+                if now >= next_log:
+                    _log.info("CreateSession still waiting for task %s: %s", task, e.message)
+                    next_log = now + _SESSION_WAIT_LOG_SECONDS
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
 
     def _filtered_tasks(self, device_filters):
         """The tasks with a device that may match one of `device_filters` (all tasks without

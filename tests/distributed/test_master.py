@@ -258,8 +258,11 @@ def test_device_filters_leave_a_dead_task_out_of_the_session_entirely():
     dead = _CallLog(_DeadWorker())
     master = Master(CLUSTER, {**logs, W1: dead})
     graph_def, init, doubled = _ps_and_worker0_graph()
-    with pytest.raises(errors.UnavailableError, match="get_status"):
-        master.create_session(graph_def)  # without filters every task is asked
+    with pytest.raises(errors.UnavailableError, match="get_status") as info:
+        # Without filters every task is asked, the dead one again until the session's deadline.
+        master.create_session(graph_def, tf.ConfigProto(operation_timeout_in_ms=300))
+    assert "waited 0.3 s for task " + W1 in info.value.message
+    assert dead.calls.count("get_status") > 1
     dead.calls.clear()
 
     config = tf.ConfigProto(device_filters=["/job:ps", "/job:worker/task:0"])
@@ -271,6 +274,33 @@ def test_device_filters_leave_a_dead_task_out_of_the_session_entirely():
     assert dead.calls == []  # not asked for its status, given no graph, not told of the close
     assert all("close_session" in log.calls for log in logs.values())
     assert all(not log._worker.graph_handles() for log in logs.values())
+
+
+class _LateWorker:
+    """A worker whose first `down` status calls fail as a task not started yet does."""
+
+    def __init__(self, worker, down):
+        self._worker, self.down = worker, down
+
+    def get_status(self):
+        if self.down:
+            self.down -= 1
+            raise errors.UnavailableError(None, None, "Connection refused")
+        return self._worker.get_status()
+
+    def __getattr__(self, name):
+        return getattr(self._worker, name)
+
+
+def test_a_new_session_waits_for_a_task_that_is_still_starting():
+    late = _LateWorker(Worker(PS), down=3)
+    master = Master(CLUSTER, {PS: late, W0: Worker(W0), W1: Worker(W1)})
+    graph_def, init, doubled = _ps_and_worker0_graph()
+    handle = master.create_session(graph_def, tf.ConfigProto(operation_timeout_in_ms=10_000))
+    assert late.down == 0
+    master.run(handle, {}, [], [init])
+    assert master.run(handle, {}, [doubled])[doubled] == 4.0
+    master.close_session(handle)
 
 
 def test_device_filters_that_match_no_task_fail_naming_them(master):

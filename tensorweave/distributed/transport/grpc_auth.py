@@ -176,6 +176,11 @@ def channel_options(max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, keepalive_s=Non
         ("grpc.keepalive_timeout_ms", int(2 * k_ms)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # A task restarting or still starting is tried again within a second, not after gRPC's
+        # default backoff (growing to two minutes), so sessions reach it as soon as it is up.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
     )
 
 
