@@ -380,7 +380,6 @@ def int_list(text):
 
 
 def main(argv=None):
-    global _JSON_FD
     ap = argparse.ArgumentParser(prog="python -m bench.distributed_child", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="role", required=True)
@@ -404,12 +403,18 @@ def main(argv=None):
             p.add_argument("--encodings", default="none", type=lambda s: s.split(","))
     args = ap.parse_args(argv)
 
-    # stdout carries the JSON events alone; whatever the frameworks print goes to stderr.
+    run_child({"transfer-server": transfer_server, "transfer-client": transfer_client,
+               "single": single, "task": task}[args.role], args)
+
+
+def run_child(role, args):
+    """Runs `role(args, Commands())` as a benchmark child and exits: stdout carries the JSON
+    events alone (whatever the frameworks print goes to stderr), and a failure becomes an
+    "error" event and exit status 1."""
+    global _JSON_FD
     sys.stdout.flush()
     _JSON_FD = os.dup(1)
     os.dup2(2, 1)
-    role = {"transfer-server": transfer_server, "transfer-client": transfer_client,
-            "single": single, "task": task}[args.role]
     code = 0
     try:
         role(args, Commands())
@@ -420,7 +425,7 @@ def main(argv=None):
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)  # skip interpreter teardown: thread pools make it slow or crash at exit
+    os._exit(code)  # skip teardown: thread pools, or a sync worker blocked on a token, make it slow or hang
 
 
 if __name__ == "__main__":

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import threading
 import time
 import traceback
 
 import numpy as np
 
-from bench import distributed_child
-from bench.distributed_child import Commands, emit, make_config, wait_for_port
+from bench.distributed_child import emit, make_config, run_child, wait_for_port
 
 SETUP_TIMEOUT_S = 120.0
 def build_model(tf, hidden, seed):
@@ -194,21 +191,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
 
-    # stdout carries the JSON events alone; whatever the framework prints goes to stderr.
-    sys.stdout.flush()
-    distributed_child._JSON_FD = os.dup(1)
-    os.dup2(2, 1)
-    code = 0
-    try:
-        worker(args, Commands())
-    except SystemExit as e:
-        code = 0 if e.code in (None, 0) else 1
-    except BaseException as e:  # noqa: BLE001 - the failure becomes an event the parent prints
-        emit(event="error", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # skip interpreter teardown: a sync worker's thread may be blocked on a token
+    run_child(worker, args)
 
 
 if __name__ == "__main__":
