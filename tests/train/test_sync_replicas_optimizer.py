@@ -2,6 +2,7 @@
 is exactly the mean of the first `replicas_to_aggregate` fresh gradients, and gradients computed
 from an older step are dropped, whichever worker sends them."""
 
+import contextlib
 import threading
 import time
 
@@ -211,8 +212,12 @@ def _two_replicas(task, timeout):
     return {"graph": graph, "opt": opt, "train": train, "x": x, "w": w, "step": global_step, "init": init}
 
 
-def test_with_a_replica_timeout_the_chief_names_the_missing_replica_and_its_step_ends(target):
-    rs = [_two_replicas(i, timeout=1.0) for i in range(2)]
+@contextlib.contextmanager
+def _worker_1_falls_behind(target, timeout):
+    """Chief and worker 1 (N=2 of 2) with their hooks started, past update 1. Each then takes
+    one token of update 1 (their gradients, from step 0, are dropped), so the chief's next push
+    waits for worker 1's. Yields (replicas, sessions, hooks, coordinator); closes the sessions."""
+    rs = [_two_replicas(i, timeout=timeout) for i in range(2)]
     chief, s1 = sessions = [tf.Session(target, graph=r["graph"]) for r in rs]
     coord = tf.train.Coordinator()
     try:
@@ -224,10 +229,17 @@ def test_with_a_replica_timeout_the_chief_names_the_missing_replica_and_its_step
         _Train(chief, rs[0], [1.0, 1.0]).finish()
         _Train(s1, rs[1], [3.0, 3.0]).finish()
         _wait_for_step(chief, rs[0], 1)
-        # Each takes one token of update 1 (their gradients, from step 0, are dropped). Then worker
-        # 1 is gone: the chief pushes alone and waits for a token of an update that needs two.
         _Train(chief, rs[0], [5.0, 5.0]).finish()
         _Train(s1, rs[1], [5.0, 5.0]).finish()
+        yield rs, sessions, hooks, coord
+    finally:
+        coord.request_stop()
+        for sess in sessions:
+            sess.close()
+
+
+def test_with_a_replica_timeout_the_chief_names_the_missing_replica_and_its_step_ends(target):
+    with _worker_1_falls_behind(target, timeout=1.0) as (rs, (chief, s1), hooks, coord):
         start = time.monotonic()
         blocked = _Train(chief, rs[0], [1.0, 1.0])
         blocked.join(WAIT)
@@ -254,27 +266,10 @@ def test_with_a_replica_timeout_the_chief_names_the_missing_replica_and_its_step
         waiting.finish()
         hook.end(chief)
         coord2.request_stop()
-    finally:
-        coord.request_stop()
-        for sess in sessions:
-            sess.close()
 
 
 def test_without_a_replica_timeout_the_chief_keeps_waiting(target):
-    rs = [_two_replicas(i, timeout=None) for i in range(2)]
-    chief, s1 = sessions = [tf.Session(target, graph=r["graph"]) for r in rs]
-    coord = tf.train.Coordinator()
-    try:
-        hooks = [rs[0]["opt"].make_session_run_hook(True), rs[1]["opt"].make_session_run_hook(False)]
-        chief.run(rs[0]["init"])
-        for hook, sess in zip(hooks, sessions, strict=True):
-            hook.begin()
-            hook.after_create_session(sess, coord)
-        _Train(chief, rs[0], [1.0, 1.0]).finish()
-        _Train(s1, rs[1], [3.0, 3.0]).finish()
-        _wait_for_step(chief, rs[0], 1)
-        _Train(chief, rs[0], [5.0, 5.0]).finish()
-        _Train(s1, rs[1], [5.0, 5.0]).finish()
+    with _worker_1_falls_behind(target, timeout=None) as (rs, (chief, s1), hooks, coord):
         blocked = _Train(chief, rs[0], [1.0, 1.0])
         blocked.join(2.0)
         assert blocked.is_alive() and not coord.should_stop()
@@ -286,7 +281,3 @@ def test_without_a_replica_timeout_the_chief_keeps_waiting(target):
         coord.request_stop()
         hooks[0].end(chief)
         coord.join(stop_grace_period_secs=WAIT)
-    finally:
-        coord.request_stop()
-        for sess in sessions:
-            sess.close()
