@@ -9,6 +9,8 @@ import subprocess
 import textwrap
 import time
 
+import pytest
+
 from tests.distributed.test_cli import _alive, _kill_all, _pids, _tensorweave
 
 TIMEOUT_S = 60
@@ -107,6 +109,7 @@ def test_a_task_that_always_fails_uses_up_its_restarts_and_fails_the_launch(tmp_
         _kill_all(process, pids_dir)
 
 
+@pytest.mark.slow
 def test_a_task_failing_again_and_again_at_once_backs_off_doubling(tmp_path):
     started = time.monotonic()
     process, pids_dir, runs_dir = _start(tmp_path, {"ps:0": "sleep", "worker:0": "fail"},
