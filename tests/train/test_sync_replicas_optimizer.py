@@ -32,8 +32,9 @@ def target(monkeypatch):
     return "sync-replicas-test://"
 
 
-def _replica(task):
-    """Worker `task`'s graph: loss = sum(w * x), so the gradient of w is the fed x."""
+def _replica(task, total=3, timeout=None):
+    """Worker `task`'s graph: loss = sum(w * x), so the gradient of w is the fed x; 2 of `total`
+    replicas are aggregated, with `replica_timeout_secs=timeout`."""
     graph = tf.Graph()
     with graph.as_default(), tf.device(tf.train.replica_device_setter(
             cluster=CLUSTER, worker_device=f"/job:worker/task:{task}")):
@@ -41,7 +42,7 @@ def _replica(task):
         w = tf.Variable(W_INIT, name="w")
         x = tf.placeholder(tf.float32, [2], name="x")
         opt = tf.train.SyncReplicasOptimizer(tf.train.GradientDescentOptimizer(1.0), replicas_to_aggregate=2,
-                                             total_num_replicas=3)
+                                             total_num_replicas=total, replica_timeout_secs=timeout)
         train = opt.minimize(tf.reduce_sum(w * x), global_step=global_step)
         init = tf.global_variables_initializer()
     return {"graph": graph, "opt": opt, "train": train, "x": x, "w": w, "step": global_step, "init": init}
@@ -198,26 +199,12 @@ def test_failing_a_replica_fails_only_its_requests_or_its_next_one():
     assert got["other"][0][0] == 7 and got["chief"][0][0] == 8
 
 
-def _two_replicas(task, timeout):
-    graph = tf.Graph()
-    with graph.as_default(), tf.device(tf.train.replica_device_setter(
-            cluster=CLUSTER, worker_device=f"/job:worker/task:{task}")):
-        global_step = tf.train.get_or_create_global_step()
-        w = tf.Variable(W_INIT, name="w")
-        x = tf.placeholder(tf.float32, [2], name="x")
-        opt = tf.train.SyncReplicasOptimizer(tf.train.GradientDescentOptimizer(1.0), replicas_to_aggregate=2,
-                                             total_num_replicas=2, replica_timeout_secs=timeout)
-        train = opt.minimize(tf.reduce_sum(w * x), global_step=global_step)
-        init = tf.global_variables_initializer()
-    return {"graph": graph, "opt": opt, "train": train, "x": x, "w": w, "step": global_step, "init": init}
-
-
 @contextlib.contextmanager
 def _worker_1_falls_behind(target, timeout):
     """Chief and worker 1 (N=2 of 2) with their hooks started, past update 1. Each then takes
     one token of update 1 (their gradients, from step 0, are dropped), so the chief's next push
     waits for worker 1's. Yields (replicas, sessions, hooks, coordinator); closes the sessions."""
-    rs = [_two_replicas(i, timeout=timeout) for i in range(2)]
+    rs = [_replica(i, total=2, timeout=timeout) for i in range(2)]
     chief, s1 = sessions = [tf.Session(target, graph=r["graph"]) for r in rs]
     coord = tf.train.Coordinator()
     try:
