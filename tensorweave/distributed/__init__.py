@@ -1,5 +1,9 @@
 """The distributed runtime: clusters, servers and cross-task execution (DESIGN.md §3)."""
 
+import atexit
+import logging
+import weakref
+
 from tensorweave.distributed.cluster import (
     ClusterSpec,
     cluster_spec_from_tf_config,
@@ -17,7 +21,24 @@ def _grpc_session_runtime(target, graph, config):
     # gRPC loads only when a grpc:// session is made; a server of this process is called directly.
     from tensorweave.distributed.grpc_services import GrpcSessionRuntime
     from tensorweave.distributed.server import in_process_session_runtime
-    return in_process_session_runtime(target, graph, config) or GrpcSessionRuntime(target, graph, config)
+    runtime = in_process_session_runtime(target, graph, config) or GrpcSessionRuntime(target, graph, config)
+    _open_runtimes.add(runtime)
+    return runtime
+
+
+_open_runtimes = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_sessions():
+    # A program may end with sessions it never closed. Their servers would only free them when
+    # the idle collector runs, and once the interpreter finalizes, a session's `__del__` can no
+    # longer start the threads or calls a close needs (it skips the close then), so close here.
+    for runtime in list(_open_runtimes):
+        try:
+            runtime.close()
+        except Exception as e:  # noqa: BLE001 - the servers collect what is left
+            logging.getLogger(__name__).debug("Closing a session at exit: %s", e)
 
 
 _register_session_factory("grpc://", _grpc_session_runtime)

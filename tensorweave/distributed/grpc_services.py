@@ -527,6 +527,7 @@ class GrpcSessionRuntime:
             graph_def=graph.as_graph_def().SerializeToString(),
             config=tensor_codec.config_to_wire(self.config), target=target), SETUP_TIMEOUT_SECONDS)
         self.handle, self._version = r.session_handle, r.graph_version
+        self._closed = False
 
     def _call(self, method, request, timeout):
         try:
@@ -564,6 +565,9 @@ class GrpcSessionRuntime:
                 for d in [*r.local_device, *r.remote_device]]
 
     def close(self):
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._call("CloseSession", pb.CloseSessionRequest(session_handle=self.handle), SETUP_TIMEOUT_SECONDS)
         finally:

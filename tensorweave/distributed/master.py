@@ -577,6 +577,7 @@ class MasterRuntime:
         self.handle = session_handle
         self.graph = graph
         self._extended_at = _graph_size(graph)
+        self._closed = False
 
     def run(self, feeds, feed_values, fetches, targets, options, run_metadata):
         if self.graph is not None and _graph_size(self.graph) != self._extended_at:
@@ -591,7 +592,9 @@ class MasterRuntime:
         return self.master.list_devices(self.handle)
 
     def close(self):
-        self.master.close_session(self.handle)
+        if not self._closed:
+            self._closed = True
+            self.master.close_session(self.handle)
 
 
 def _graph_size(graph):

@@ -20,7 +20,7 @@ import weakref
 import grpc
 
 from tensorweave.distributed import grpc_services, peer_transport
-from tensorweave.distributed.cluster import ClusterSpec, _split_host_port
+from tensorweave.distributed.cluster import ClusterSpec, _split_host_port, free_ports
 from tensorweave.distributed.master import Master, MasterRuntime
 from tensorweave.distributed.remote_rendezvous import StepRendezvousTable
 from tensorweave.distributed.transport import grpc_auth, tls
@@ -38,6 +38,7 @@ DEFAULT_MAX_HANDLER_THREADS = 128
 # went away without closing them), checked this often.
 DEFAULT_MAX_IDLE_SECONDS = 3600.0
 DEFAULT_COLLECT_INTERVAL_SECONDS = 60.0
+_LOCAL_SERVER_TRIES = 3  # create_local_server: a free port may be taken before it binds
 
 
 class Server:
@@ -150,6 +151,20 @@ class Server:
         self._started = self._stopped = False
         if start:
             self.start()
+
+    @classmethod
+    def create_local_server(cls, config=None, start=True):
+        """A server of a one-task cluster on this machine (job "localhost"), on a free port, as
+        TF1's `Server.create_local_server`. `server.target` names the port it got."""
+        for attempt in range(_LOCAL_SERVER_TRIES):
+            port, = free_ports(1)
+            try:
+                return cls(ClusterSpec({"localhost": [f"localhost:{port}"]}), job_name="localhost",
+                           task_index=0, config=config, start=start)
+            except errors.UnavailableError:  # another process took the port since free_ports
+                if attempt == _LOCAL_SERVER_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     @property
     def target(self):

@@ -247,6 +247,8 @@ class BaseSession:
         self.close()
 
     def __del__(self):
+        if sys.is_finalizing():
+            return  # no thread can start now; the distributed layer closed its sessions at exit
         try:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown

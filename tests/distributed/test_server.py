@@ -266,3 +266,48 @@ def test_a_session_on_a_server_of_its_own_process_calls_the_master_directly():
     finally:
         worker.stop()
         ps.stop()
+
+
+def test_create_local_server_serves_a_one_task_cluster():
+    server = tf.train.Server.create_local_server()
+    try:
+        assert server.target.startswith("grpc://localhost:")
+        assert server.server_def[1:] == ("localhost", 0)
+        with tf.Graph().as_default() as g:
+            c = tf.multiply(tf.constant(2.0), 3.0)
+        with tf.Session(server.target, graph=g) as sess:
+            assert sess.run(c) == 6.0
+            assert [d.name for d in sess.list_devices()] == ["/job:localhost/replica:0/task:0/device:CPU:0"]
+    finally:
+        server.stop()
+
+
+_UNCLOSED_SESSION = textwrap.dedent("""
+    import sys
+    import tensorweave as tf
+    target = sys.argv[1] if len(sys.argv) > 1 else tf.train.Server.create_local_server().target
+    x = tf.multiply(tf.constant(2.0), 3.0)
+    sess = tf.Session(target, config=tf.ConfigProto(cluster_token={token!r}))  # never closed
+    print(sess.run(x), flush=True)
+""")
+
+
+def test_a_program_that_never_closes_its_session_exits_and_its_server_releases_it():
+    # A session closed only by garbage collection at interpreter exit used to hang the program:
+    # its __del__ started a thread, which can no longer start then.
+    script = _UNCLOSED_SESSION.format(token=TOKEN)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "6.0"
+
+    cluster = ClusterSpec({"worker": [f"127.0.0.1:{free_ports(1)[0]}"]})
+    server = tf.train.Server(cluster, "worker", 0, config=_config())
+    try:  # a client in another process: the server frees its session when the client exits
+        done = subprocess.run([sys.executable, "-c", script, server.target], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "6.0"
+        assert server.master._sessions == {}
+        assert server.worker.graph_handles() == []
+    finally:
+        server.stop()
