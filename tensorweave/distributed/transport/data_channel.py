@@ -162,10 +162,14 @@ class _FrameWriter:
     def write_buffers(self, buffers):
         with self.lock:
             for buf in buffers:
-                view = memoryview(buf)
-                for start in range(0, max(len(view), 1), self._chunk):
-                    self.sock.sendall(view[start:start + self._chunk])
-                    self.last_progress = time.monotonic()
+                if len(buf) <= self._chunk:  # bytes, or a memoryview of bytes: len is the byte count
+                    self.sock.sendall(buf)
+                else:
+                    view = memoryview(buf)
+                    for start in range(0, len(view), self._chunk):
+                        self.sock.sendall(view[start:start + self._chunk])
+                        self.last_progress = time.monotonic()
+            self.last_progress = time.monotonic()
 
 
 class _ReplyWriter:
@@ -184,7 +188,7 @@ class _ReplyWriter:
         self._thread.start()
 
     def put(self, buffers):
-        inline = sum(memoryview(b).nbytes for b in buffers) <= _INLINE_REPLY_BYTES
+        inline = len(buffers) == 1 and len(buffers[0]) <= _INLINE_REPLY_BYTES  # encode_frame joins small frames
         with self._cond:
             if self._closed:
                 return
@@ -200,7 +204,8 @@ class _ReplyWriter:
         finally:
             with self._cond:
                 self._busy = False
-                self._cond.notify()
+                if self._queue:  # waking the thread for nothing costs a GIL hand-off per reply
+                    self._cond.notify()
 
     def _run(self):
         while True:

@@ -32,12 +32,19 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1 << 30
 DEFAULT_MAX_KEY_BYTES = 1024
 
 ENCODINGS = frozenset(("none", "bfloat16_truncate", "bfloat16", "float16", "int8"))
+_ENCODING_BYTES = {name: name.encode("ascii") for name in ENCODINGS}
+_ENCODING_NAMES = {data: name for name, data in _ENCODING_BYTES.items()}
 # Meta travels as a bit mask over this fixed tuple plus one float64 per set bit: no free-form data.
 META_FIELDS = ("scale",)
 
 _PREFIX = struct.Struct("<4sBBBBHBBQI")
 _DIM = struct.Struct("<Q")
 _META = struct.Struct("<d")
+_DIMS = [struct.Struct(f"<{n}Q") for n in range(MAX_RANK + 1)]
+_META_VALUES = [struct.Struct(f"<{n}d") for n in range(len(META_FIELDS) + 1)]
+_NO_META = (0, ())
+_META_COUNT = [bin(mask).count("1") for mask in range(1 << len(META_FIELDS))]
+_EMPTY = memoryview(b"")
 _MAX_DIM = 1 << 62
 _SMALL_PAYLOAD = 64 << 10  # below this the header and payload are joined into one buffer
 _READ_AHEAD = 64 << 10
@@ -55,6 +62,9 @@ class FrameType(enum.IntEnum):
     CLOSE = 5
     REQUEST = 6  # the key carries "<request id>;<what>", the encoding the one asked for the reply
     FAILED = 7  # answers a REQUEST: the key carries "<request id>;<TF error code>;<message>"
+
+
+_FRAME_TYPES = {int(t): t for t in FrameType}
 
 
 # TF DataType enum -> little-endian NumPy dtype. Only fixed-size numeric types: never object/string.
@@ -113,11 +123,14 @@ def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TE
     frame_type = FrameType(frame_type)
     key_bytes = _check_key(key, limits)
     enc_bytes = _check_encoding(encoding)
-    mask, meta_values = _pack_meta(meta)
+    mask, meta_values = _pack_meta(meta) if meta else _NO_META
     if frame_type is FrameType.TENSOR:
         if not isinstance(array, (np.ndarray, np.generic)):
             raise FrameError(f"TENSOR frame {key!r} needs a numpy array, got {type(array).__name__}")
-        code = dtype_enum(array.dtype)
+        # Small tensors (a step's scalars) are the common case: skip what a native array does not need.
+        code = _ENUMS.get(array.dtype)
+        if code is None:
+            code = dtype_enum(array.dtype)
         if array.ndim > MAX_RANK:
             raise FrameError(f"rank {array.ndim} of {key!r} exceeds {MAX_RANK}")
         if code == _STRING:
@@ -134,15 +147,17 @@ def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TE
     elif array is not None:
         raise FrameError(f"{frame_type.name} frames carry no array")
     else:
-        code, shape, payload = 0, (), memoryview(b"")
-    header = b"".join((
-        _PREFIX.pack(MAGIC, VERSION, frame_type, code, len(shape), len(key_bytes), len(enc_bytes),
-                     mask, payload.nbytes, 0),
-        key_bytes, enc_bytes, *(_DIM.pack(d) for d in shape), *(_META.pack(v) for v in meta_values),
-    ))
+        code, shape, payload = 0, (), _EMPTY
+    parts = [_PREFIX.pack(MAGIC, VERSION, frame_type, code, len(shape), len(key_bytes), len(enc_bytes),
+                          mask, payload.nbytes, 0), key_bytes, enc_bytes]
+    if shape:
+        parts.append(_DIMS[len(shape)].pack(*shape))
+    if meta_values:
+        parts.append(_META_VALUES[len(meta_values)].pack(*meta_values))
     if payload.nbytes < _SMALL_PAYLOAD:
-        return [header + payload.tobytes()]
-    return [header, payload]
+        parts.append(payload)
+        return [b"".join(parts)]
+    return [b"".join(parts), payload]
 
 
 class _BytesSource:
@@ -175,18 +190,49 @@ class FrameReader:
         self._start = self._end = 0  # the unread part of `_ahead`
 
     def read(self):
-        prefix = bytearray(_PREFIX.size)
-        if not self._fill(memoryview(prefix), at_boundary=True):
+        head = self._take(_PREFIX.size, at_boundary=True)
+        if head is None:
             return None
-        magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved = _PREFIX.unpack(prefix)
+        magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved = _PREFIX.unpack(head)
+        # One test for the common case; `_check_prefix` says which rule a bad frame broke.
+        if (magic != MAGIC or version != VERSION or ftype not in _FRAME_TYPES or reserved
+                or key_len > self._limits.max_key_bytes or enc_len > MAX_ENCODING_LENGTH or rank > MAX_RANK
+                or mask >> len(META_FIELDS) or nbytes > self._limits.max_payload_bytes
+                or (ftype != FrameType.TENSOR and (code or rank or nbytes))):
+            self._check_prefix(magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved)
+        ftype = _FRAME_TYPES[ftype]
+        n_meta = _META_COUNT[mask]
+        var = self._take(key_len + enc_len + rank * _DIM.size + n_meta * _META.size)
+        key = _decode_text(var[:key_len], "utf-8", "key")
+        encoding = _ENCODING_NAMES.get(bytes(var[key_len:key_len + enc_len]))
+        if encoding is None:
+            name = _decode_text(var[key_len:key_len + enc_len], "ascii", "encoding")
+            raise FrameError(f"unknown encoding {name!r}; expected one of {sorted(ENCODINGS)}")
+        pos = key_len + enc_len
+        shape = _DIMS[rank].unpack_from(var, pos)
+        meta = _unpack_meta(mask, _META_VALUES[n_meta].unpack_from(var, pos + rank * _DIM.size)) if mask else {}
+        if ftype is not FrameType.TENSOR:
+            return Frame(ftype, key, None, encoding, meta)
+        if code == _STRING:
+            return Frame(ftype, key, self._read_strings(shape, nbytes, key), encoding, meta)
+        dtype = _DTYPES.get(code)
+        if dtype is None:
+            raise FrameError(f"unsupported dtype enum {code} for tensor {key!r}")
+        _check_shape(shape, dtype, nbytes, key, self._limits)
+        array = np.empty(shape, dtype)
+        if nbytes:
+            self._fill(array.reshape(-1).view(np.uint8).data)
+        if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+            raise FrameError(f"bool tensor {key!r} holds bytes other than 0 and 1")
+        return Frame(ftype, key, array, encoding, meta)
+
+    def _check_prefix(self, magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved):
         if magic != MAGIC:
             raise FrameError(f"bad magic {bytes(magic)!r} (expected {MAGIC!r})")
         if version != VERSION:
             raise FrameError(f"unsupported frame version {version} (expected {VERSION})")
-        try:
-            ftype = FrameType(ftype)
-        except ValueError:
-            raise FrameError(f"unknown frame type {ftype}") from None
+        if ftype not in _FRAME_TYPES:
+            raise FrameError(f"unknown frame type {ftype}")
         if reserved:
             raise FrameError("reserved header field is not zero")
         if key_len > self._limits.max_key_bytes:
@@ -199,32 +245,18 @@ class FrameReader:
             raise FrameError(f"unknown meta fields in mask {mask:#x}")
         if nbytes > self._limits.max_payload_bytes:
             raise FrameError(f"payload of {nbytes} bytes exceeds the {self._limits.max_payload_bytes}-byte limit")
-        if ftype is not FrameType.TENSOR and (code or rank or nbytes):
-            raise FrameError(f"{ftype.name} frame must not carry a dtype, shape or payload")
-        n_meta = bin(mask).count("1")
-        var = bytearray(key_len + enc_len + rank * _DIM.size + n_meta * _META.size)
-        self._fill(memoryview(var))
-        key = _decode_text(var[:key_len], "utf-8", "key")
-        encoding = _decode_text(var[key_len:key_len + enc_len], "ascii", "encoding")
-        if encoding not in ENCODINGS:
-            raise FrameError(f"unknown encoding {encoding!r}; expected one of {sorted(ENCODINGS)}")
-        pos = key_len + enc_len
-        shape = tuple(_DIM.unpack_from(var, pos + i * _DIM.size)[0] for i in range(rank))
-        pos += rank * _DIM.size
-        meta = _unpack_meta(mask, [_META.unpack_from(var, pos + i * _META.size)[0] for i in range(n_meta)])
-        if ftype is not FrameType.TENSOR:
-            return Frame(ftype, key, None, encoding, meta)
-        if code == _STRING:
-            return Frame(ftype, key, self._read_strings(shape, nbytes, key), encoding, meta)
-        if code not in _DTYPES:
-            raise FrameError(f"unsupported dtype enum {code} for tensor {key!r}")
-        dtype = _DTYPES[code]
-        _check_shape(shape, dtype, nbytes, key, self._limits)
-        array = np.empty(shape, dtype)
-        self._fill(array.reshape(-1).view(np.uint8).data)
-        if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
-            raise FrameError(f"bool tensor {key!r} holds bytes other than 0 and 1")
-        return Frame(ftype, key, array, encoding, meta)
+        raise FrameError(f"{FrameType(ftype).name} frame must not carry a dtype, shape or payload")
+
+    def _take(self, n, at_boundary=False):
+        """The next `n` bytes (None at a clean end of stream if `at_boundary`)."""
+        if self._end - self._start >= n:
+            start = self._start
+            self._start = start + n
+            return self._ahead[start:start + n].tobytes()
+        out = bytearray(n)
+        if not self._fill(memoryview(out), at_boundary):
+            return None
+        return out
 
     def _read_strings(self, shape, nbytes, key):
         # Each element costs at least its 8-byte length, so the payload bound bounds the count.
@@ -279,6 +311,9 @@ def _check_key(key, limits):
 
 
 def _check_encoding(encoding):
+    data = _ENCODING_BYTES.get(encoding) if isinstance(encoding, str) else None
+    if data is not None:
+        return data
     if encoding not in ENCODINGS:
         raise FrameError(f"unknown encoding {encoding!r}; expected one of {sorted(ENCODINGS)}")
     return encoding.encode("ascii")
