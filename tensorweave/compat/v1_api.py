@@ -95,7 +95,7 @@ ROOT = {
     **_DTYPES,
     # graph and scopes
     **_names(f"{_F}.graph", "Graph GraphKeys get_default_graph reset_default_graph get_default_session"),
-    **_names(f"{_F}.op_builder", "name_scope device control_dependencies colocate_with get_collection "
+    **_names(f"{_F}.op_builder", "name_scope device container control_dependencies colocate_with get_collection "
              "get_collection_ref add_to_collection add_to_collections convert_to_tensor set_random_seed "
              "register_tensor_conversion_function"),
     "Tensor": f"{_F}.tensor:Tensor",

@@ -26,6 +26,14 @@ def _grpc_session_runtime(target, graph, config):
     return runtime
 
 
+def _grpc_reset(target, containers, config):
+    # `tf.Session.reset`: a server of this process directly, any other over gRPC.
+    from tensorweave.distributed.grpc_services import reset
+    from tensorweave.distributed.server import in_process_reset
+    if not in_process_reset(target, containers, config):
+        reset(target, containers, config)
+
+
 _open_runtimes = weakref.WeakSet()
 
 
@@ -41,7 +49,7 @@ def _close_open_sessions():
             logging.getLogger(__name__).debug("Closing a session at exit: %s", e)
 
 
-_register_session_factory("grpc://", _grpc_session_runtime)
+_register_session_factory("grpc://", _grpc_session_runtime, reset=_grpc_reset)
 
 __all__ = [
     "ClusterSpec",

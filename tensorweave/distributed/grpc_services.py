@@ -3,7 +3,8 @@
 - `MasterServicer` / `WorkerServicer` wrap the transport-neutral `Master` and `Worker`.
 - `GrpcWorkerClient` implements the worker interface over gRPC for the master, plus the
   RecvTensor fetch that `peer_transport` falls back to when a peer's data channel is unreachable.
-- `GrpcSessionRuntime` is the client side of `tf.Session("grpc://host:port")`.
+- `GrpcSessionRuntime` is the client side of `tf.Session("grpc://host:port")`; `reset` that of
+  `tf.Session.reset("grpc://host:port", containers)`.
 
 Errors travel as gRPC status codes, which share TF's numbering (`errors.OpError.error_code`).
 Setup calls carry a bounded deadline (`SETUP_TIMEOUT_SECONDS`); steps only the deadline of
@@ -224,6 +225,12 @@ class MasterServicer(pb_grpc.MasterServicer):
             field.add(name=name, device_type=spec.device_type or "", incarnation=incarnation)
         return out
 
+    @_serve
+    def Reset(self, request, context):
+        # Every session of the master closes, so this servicer forgets their graph versions too.
+        self.forget(self._master.reset(list(request.container), list(request.device_filters)))
+        return pb.ResetResponse()
+
 
 def _task_of(device_name):
     spec = DeviceSpec.from_string(device_name)
@@ -299,6 +306,11 @@ class WorkerServicer(pb_grpc.WorkerServicer):
     @_serve
     def Health(self, request, context):
         return pb.HealthResponse(incarnation=self._worker.get_status().incarnation)
+
+    @_serve
+    def CleanupAll(self, request, context):
+        self._worker.cleanup_all(list(request.container))
+        return pb.CleanupAllResponse()
 
 
 def watched_call(method, worker_stub, request, timeout, where):
@@ -405,6 +417,9 @@ class GrpcWorkerClient:
 
     def cleanup_graph(self, step_id):
         self._call("CleanupGraph", pb.CleanupGraphRequest(step_id=step_id), SETUP_TIMEOUT_SECONDS)
+
+    def cleanup_all(self, containers=None):
+        self._call("CleanupAll", pb.CleanupAllRequest(container=list(containers or [])), SETUP_TIMEOUT_SECONDS)
 
     def fetch(self, key, step_id, deliver, encoding="none"):
         """Starts RecvTensor for `key`, asking for `encoding`; calls `deliver(value, error, wire_bytes,
@@ -576,6 +591,24 @@ class GrpcSessionRuntime:
 
 def _graph_size(graph):
     return (len(graph.get_operations()), graph._mutation_version)
+
+
+def reset(target, containers, config):
+    """`tf.Session.reset("grpc://host:port", containers, config)` over gRPC: the server's master
+    closes its sessions and clears `containers` (all when empty) on the tasks of its cluster
+    that `config.device_filters` match. The call carries the config's cluster token and TLS
+    files; its deadline covers the master waiting on every task."""
+    config = config_lib.as_config(config)
+    address = target[len("grpc://"):]
+    channel = make_channel(address, grpc_auth.token_from(config), tls.grpc_channel_credentials(tls.tls_files(config)))
+    try:
+        pb_grpc.MasterStub(channel).Reset(pb.ResetRequest(container=list(containers),
+                                                          device_filters=list(config.device_filters)),
+                                          timeout=SETUP_TIMEOUT_SECONDS)
+    except grpc.RpcError as e:
+        raise op_error(e, f"master at {address}, Reset") from None
+    finally:
+        channel.close()
 
 
 # "[[node NAME (defined at SITE)]]", as errors.OpError writes it; SITE may hold parentheses.

@@ -6,7 +6,7 @@ and registered with the workers owning those devices. A step runs every register
 once (`Worker.run_graph`, one thread per task), all sharing the step's rendezvous.
 
 - Workers are reached only through the worker interface (`get_status`, `register_graph`,
-  `run_graph`, `cleanup_graph`, `deregister_graph`, `close_session`), with GraphDefs and configs
+  `run_graph`, `cleanup_graph`, `deregister_graph`, `close_session`, `cleanup_all`), with GraphDefs and configs
   as serialized bytes and tensors as NumPy arrays, so in-process `Worker`s and gRPC stubs serve alike.
 - One registration per task and signature: the partitions of a task's devices are merged into one
   GraphDef (their `_Send`/`_Recv`/feed nodes renamed per device so they cannot collide), and every
@@ -19,6 +19,8 @@ once (`Worker.run_graph`, one thread per task), all sharing the step's rendezvou
   filters), as TF's DeviceFinder: only those are asked for their devices, run its steps and are
   told when it closes, so a dead task outside the filters does not stop it.
 - Sessions whose client went away without closing them are released by `collect_idle`.
+- `reset(containers)` (`tf.Session.reset`) closes every session, then tells every task to clear
+  those resource containers (`Worker.cleanup_all`).
 """
 
 import contextlib
@@ -270,57 +272,89 @@ class Master:
             _log.warning("Collecting idle session %s: %s", handle, error)
         return [session.handle for session in idle]
 
+    def reset(self, containers=None, device_filters=()):
+        """`tf.Session.reset` on this master: closes every session (as `close_session`; their
+        clients' next step raises AbortedError), then clears resource containers `containers`
+        ("" is the default one; all when None or empty) on every task matching
+        `device_filters` (all tasks without filters), each task at once. A task that is gone or
+        silent for `CLOSE_WAIT_SECONDS` is only logged (a dead task holds no resources; a
+        silent one clears them when the call arrives); another task's error is raised once
+        every task was told. Returns the handles of the sessions closed."""
+        tasks = self._filtered_tasks(list(device_filters))
+        containers = list(containers or [])
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        first_errors = list(self._release(sessions).values())
+        errors_by_task = self._on_each_task(
+            tasks, lambda task: {task: self.workers[task].cleanup_all(containers)}, "Resetting containers on")
+        error = next(iter(first_errors + list(errors_by_task.values())), None)
+        if error is not None:
+            raise error
+        return [session.handle for session in sessions]
+
+    def _on_each_task(self, tasks, call, what):
+        """Runs `call(task)` for each of `tasks`, all at once (a silent task must not hold the
+        rest), waiting at most `CLOSE_WAIT_SECONDS`. `call` returns {key: error or None} for the
+        parts of its work; returns {key: error} for errors that are not the task being gone
+        (those, and silence, are logged with `what`)."""
+        outcomes = {}  # task -> {key: error or None}, or the exception `call` raised
+        done = threading.Condition()
+
+        def run_on(task):
+            try:
+                outcome = call(task)
+            except Exception as e:  # noqa: BLE001 - the other tasks are told anyway
+                outcome = e
+            with done:
+                outcomes[task] = outcome
+                done.notify_all()
+
+        for task in tasks:
+            threading.Thread(target=run_on, args=(task,), daemon=True, name=f"tensorweave-master-{task}").start()
+        with done:
+            done.wait_for(lambda: len(outcomes) == len(tasks), CLOSE_WAIT_SECONDS)
+            outcomes = dict(outcomes)
+        failed = {}
+        for task in tasks:
+            outcome = outcomes.get(task, errors.DeadlineExceededError(
+                None, None, f"no answer within {CLOSE_WAIT_SECONDS} s"))
+            parts = {task: outcome} if isinstance(outcome, Exception) else outcome
+            for key, error in parts.items():
+                if isinstance(error, (errors.UnavailableError, errors.AbortedError,
+                                      errors.DeadlineExceededError)):
+                    # A task that died or restarted holds nothing of this any more; one that does
+                    # not answer does the work when its own call ends.
+                    _log.warning("%s %s: task %s is gone (%s)", what, key, task, error.message)
+                elif error is not None:
+                    failed.setdefault(key, error)
+        return failed
+
     def _release(self, sessions):
-        """Tells each task of `sessions` to release their graphs, every task at once (a silent
-        task must not hold the rest) and, on one task, one session after another. Returns
-        {session handle: first error that is not the task being gone}."""
+        """Tells each task of `sessions` to release their graphs, every task at once and, on one
+        task, one session after another. Returns {session handle: first error that is not the
+        task being gone}."""
         by_task = {}
         for session in sessions:
             session._signatures.clear()
             for task in session.tasks:
                 by_task.setdefault(task, []).append(session.handle)
-        outcomes = {}  # (task, handle) -> exception or None
-        done = threading.Condition()
-
-        running = {}
         with self._lock:
-            for session in sessions:
-                running[session.handle] = sorted(session.step_ids)
+            running = {session.handle: sorted(session.step_ids) for session in sessions}
 
-        def close_on(task, handles):
-            for handle in handles:
+        def close_on(task):
+            outcome = {}
+            for handle in by_task[task]:
                 try:
                     for step_id in running[handle]:  # a step still waiting there (a dequeue) ends now
                         with contextlib.suppress(Exception):
                             self.workers[task].cleanup_graph(step_id)
                     self.workers[task].close_session(handle)
-                    outcome = None
-                except Exception as e:  # noqa: BLE001 - release on the other workers anyway
-                    outcome = e
-                with done:
-                    outcomes[task, handle] = outcome
-                    done.notify_all()
+                    outcome[handle] = None
+                except Exception as e:  # noqa: BLE001 - release the task's other sessions anyway
+                    outcome[handle] = e
+            return outcome
 
-        expected = sum(len(handles) for handles in by_task.values())
-        for task, handles in by_task.items():
-            threading.Thread(target=close_on, args=(task, handles), daemon=True,
-                             name=f"tensorweave-close-{task}").start()
-        with done:
-            done.wait_for(lambda: len(outcomes) == expected, CLOSE_WAIT_SECONDS)
-            outcomes = dict(outcomes)
-        first_errors = {}
-        for task, handles in by_task.items():
-            for handle in handles:
-                error = outcomes.get((task, handle), errors.DeadlineExceededError(
-                    None, None, f"no answer within {CLOSE_WAIT_SECONDS} s"))
-                if isinstance(error, (errors.UnavailableError, errors.AbortedError,
-                                      errors.DeadlineExceededError)):
-                    # A task that died or restarted holds nothing of this session any more; one
-                    # that does not answer releases the graphs when its own call ends.
-                    _log.warning("Closing session %s: task %s is gone (%s)", handle, task, error.message)
-                elif error is not None:
-                    first_errors.setdefault(handle, error)
-        return first_errors
+        return self._on_each_task(list(by_task), close_on, "Closing session")
 
     def list_devices(self, handle=None):
         """The full names of every device of every task, as the workers report them; with a

@@ -241,23 +241,41 @@ _in_process = {}  # target -> weakref to the started Server of this process serv
 _in_process_lock = threading.Lock()
 
 
+def _in_process_server(target, config):
+    """The started server of this process serving `target`, if `config` carries its token and
+    TLS files; None otherwise (the call then goes over gRPC, where a mismatch is refused)."""
+    with _in_process_lock:
+        ref = _in_process.get(target)
+    server = ref() if ref is not None else None
+    if server is None or server._stopped:
+        return None
+    if server._token is not None and grpc_auth.token_from(config) != server._token:
+        return None
+    if server._tls_files.serves_tls and tls.tls_files(config) != server._tls_files:
+        return None
+    return server
+
+
+def in_process_reset(target, containers, config):
+    """`tf.Session.reset(target, containers)` on a server of this process, called directly (as
+    `in_process_session_runtime`); False when `target` is not one (reset then goes over gRPC)."""
+    config = config_lib.as_config(config)
+    server = _in_process_server(target, config)
+    if server is None:
+        return False
+    server._master_servicer.forget(server.master.reset(containers, list(config.device_filters)))
+    return True
+
+
 def in_process_session_runtime(target, graph, config):
     """The runtime of `tf.Session(target)` when `target` is served by a started `Server` of this
     process and the session carries its cluster token and TLS files (as TF calls its own master
     in-process): steps go to that master directly, with no gRPC call and no copy of feeds and
     fetches. None otherwise: the session goes over gRPC, where a wrong token or certificate is
     refused, so a misconfigured client fails here as it would in another process."""
-    with _in_process_lock:
-        ref = _in_process.get(target)
-    server = ref() if ref is not None else None
-    if server is None or server._stopped:
-        return None
     config = config_lib.as_config(config)
-    if server._token is not None and grpc_auth.token_from(config) != server._token:
-        return None
-    if server._tls_files.serves_tls and tls.tls_files(config) != server._tls_files:
-        return None
-    return InProcessSessionRuntime(server.master, graph, config)
+    server = _in_process_server(target, config)
+    return InProcessSessionRuntime(server.master, graph, config) if server is not None else None
 
 
 class InProcessSessionRuntime(MasterRuntime):

@@ -12,6 +12,8 @@ rendezvous. The gRPC servicer wraps this class; tests drive it directly.
   runs all of it. Its sinks (`_Send` ops, and ops nothing in the graph reads, such as a training
   op) always run; feeds cut their producers. Plans are compiled lazily, one per device present,
   per (feeds, fetches) signature.
+- `cleanup_all(containers)` (a master's `reset`) drops the resources of those containers on
+  every device: variables there are uninitialized again, even for graphs still registered.
 - Graphs are released by `deregister_graph`, by `close_session` (all of a session's graphs) and
   by `collect_idle` (sessions none of whose graphs a step used for a while; the server calls it
   periodically), so a worker never keeps every graph a client ever registered.
@@ -184,6 +186,13 @@ class Worker:
             for h in idle:
                 del self._graphs[h]
         return idle
+
+    def cleanup_all(self, containers=None):
+        """Clears resource containers `containers` ("" is the default one; all of them when
+        None or empty) on every device of this task (TF's `Worker::CleanupAll`, sent by a
+        master's `reset`). Graphs stay registered; their variables read as uninitialized."""
+        for device in self.devices.values():
+            device.resources.clear_containers(list(containers or []))
 
     def graph_handles(self):
         """The handles of the graphs registered now (for diagnostics and tests)."""

@@ -1,6 +1,7 @@
 """`Graph`: operations with unique names, collections, and the scopes that shape new ops.
 
-The scopes (name, device, control dependencies, colocation) are small stacks on the graph;
+The scopes (name, device, control dependencies, colocation, resource container) are small
+stacks on the graph;
 `create_op` applies them all when an op is born, as TF1 does.
 """
 
@@ -67,6 +68,7 @@ class Graph:
         self._device_stack = []
         self._control_stack = []
         self._colocation_stack = []
+        self._container = ""         # resource container of stateful ops created now ("": default)
         self._attr_scope = {}
         self._last_op_seed = 0
 
@@ -92,6 +94,7 @@ class Graph:
                            self._current_control_inputs(inputs), site or user_call_site())
             self._apply_colocation(op)
             self._apply_device(op, device)
+            self._apply_container(op)
             if op_def.infer is None:
                 raise LookupError(f"Op type {op_type} has no shape function (registered at {op_def.site})")
             try:
@@ -259,6 +262,27 @@ class Graph:
                 op._device = device_spec.canonical_name(spec(op) or "")
             else:
                 op._device = device_spec.merge_device(spec, op._device)
+
+    # -- resource containers --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def container(self, container_name):
+        """`Graph.container(container_name)`: stateful ops created in the block (variables,
+        queues, accumulators) keep their state in resource container `container_name`, unless
+        they name a container themselves; `tf.Session.reset(target, [container_name])` then
+        clears just those. The innermost scope wins; "" returns to the default container."""
+        if not isinstance(container_name, str):
+            raise TypeError(f"container_name must be a string, got {type(container_name).__name__}")
+        saved, self._container = self._container, container_name
+        try:
+            yield container_name
+        finally:
+            self._container = saved
+
+    def _apply_container(self, op):
+        # As TF: only stateful ops with a `container` attr, and only where it is still empty.
+        if self._container and op.op_def.stateful and op._attrs.get("container", None) == "":
+            op._attrs["container"] = self._container
 
     # -- control dependencies ----------------------------------------------------------------------
 

@@ -101,6 +101,12 @@ def device(device_name_or_function):
     return get_default_graph().device(device_name_or_function)
 
 
+def container(container_name):
+    """`tf.container(container_name)`: stateful ops created in the block keep their state in
+    that resource container (see `Graph.container`)."""
+    return get_default_graph().container(container_name)
+
+
 def control_dependencies(control_inputs):
     """`tf.control_dependencies(...)`: ops created in the block run after `control_inputs`."""
     return get_default_graph().control_dependencies(control_inputs)

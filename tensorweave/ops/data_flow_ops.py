@@ -29,13 +29,20 @@ _as_dtype = dtypes.as_dtype  # FIFOQueue's argument `dtypes` hides the module th
 
 
 def _state(op, device, factory):
+    """The handle kernel of a queue or accumulator: returns its state, looked up again (a new,
+    empty one) after `tf.Session.reset` cleared its container."""
     container = op.get_attr("container")
     shared_name = op.get_attr("shared_name") or op.name
-    state = device.resources.lookup_or_create(container, shared_name, factory)
-    if not isinstance(state, (FIFOQueueState, AccumulatorState)):
-        raise op.error(errors.InvalidArgumentError, f"Resource {container}/{shared_name} is a "
-                       f"{type(state).__name__}, not a queue or accumulator")
-    return state
+    lookup = device.resources.cached(container, shared_name, factory)
+
+    def get():
+        state = lookup()
+        if not isinstance(state, (FIFOQueueState, AccumulatorState)):
+            raise op.error(errors.InvalidArgumentError, f"Resource {container}/{shared_name} is a "
+                           f"{type(state).__name__}, not a queue or accumulator")
+        return state
+    get()  # a name clash fails when the plan is built, as before
+    return get
 
 
 def _handle_shape(op):
@@ -63,9 +70,8 @@ FIFOQueueV2.shape_fn(_handle_shape)
 @FIFOQueueV2.kernel
 def _fifo_queue_kernel(op, device):
     types, shapes = op.get_attr("component_types"), op.get_attr("shapes")
-    state = _state(op, device, lambda: FIFOQueueState(
+    return _state(op, device, lambda: FIFOQueueState(
         op.get_attr("shared_name") or op.name, types, shapes, op.get_attr("capacity")))
-    return lambda: state
 
 
 def _component_arrays(op, state, components, batched):
@@ -356,9 +362,8 @@ def _accumulator_kernel(op, device):
     reduction = op.get_attr("reduction_type")
     if reduction not in ("MEAN", "SUM"):
         raise op.error(errors.InvalidArgumentError, f"reduction_type must be MEAN or SUM, got {reduction!r}")
-    state = _state(op, device, lambda: AccumulatorState(
+    return _state(op, device, lambda: AccumulatorState(
         op.get_attr("shared_name") or op.name, op.get_attr("dtype"), op.get_attr("shape"), reduction))
-    return lambda: state
 
 
 AccumulatorApplyGradient = define_op("AccumulatorApplyGradient", stateful=True, differentiable=False,

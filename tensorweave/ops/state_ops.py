@@ -58,8 +58,9 @@ def _variable_shape(op):
 
 @VariableV2.kernel
 def _variable_kernel(op, device):
-    cell = variable_cell(op, device)
-    return lambda: cell
+    # Looked up again after `tf.Session.reset` cleared the container (then uninitialized).
+    return device.resources.cached(op.get_attr("container"), op.get_attr("shared_name") or op.name,
+                                   lambda: VariableCell(op.name, op, op.get_attr("dtype")))
 
 
 @VariableV2.gradient

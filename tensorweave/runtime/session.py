@@ -5,6 +5,7 @@ registers 'grpc://' when it loads, so this module never imports the layer above 
 import itertools
 import sys
 import threading
+import weakref
 
 from tensorweave.framework import device_spec, errors
 from tensorweave.framework.graph import _graph_stack, _session_stack, get_default_graph
@@ -19,6 +20,7 @@ from tensorweave.runtime.rendezvous import LocalRendezvous
 from tensorweave.runtime.step_stats import StepStatsCollector, tracing_requested
 
 _FACTORIES = {}
+_RESETS = {}
 _step_ids = itertools.count(1)
 
 LOCAL_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
@@ -47,21 +49,28 @@ class DeviceAttributes:
                 f"{self.incarnation})")
 
 
-def register_session_factory(prefix, factory):
-    """Registers `factory(target, graph, config) -> runtime` for targets starting with `prefix`."""
+def register_session_factory(prefix, factory, reset=None):
+    """Registers `factory(target, graph, config) -> runtime` for targets starting with `prefix`,
+    and `reset(target, containers, config)`, what `Session.reset` does for such targets."""
     if prefix in _FACTORIES:
         raise KeyError(f"A session factory for {prefix!r} is already registered")
     _FACTORIES[prefix] = factory
+    if reset is not None:
+        _RESETS[prefix] = reset
 
 
-def _runtime_for(target, graph, config):
+def _prefix_for(target):
     if target.startswith("grpc://") and "grpc://" not in _FACTORIES:
         import tensorweave.distributed  # noqa: F401 - registers the grpc:// factory once it exists
     for prefix in sorted(_FACTORIES, key=len, reverse=True):
         if target.startswith(prefix) and (prefix or not target):
-            return _FACTORIES[prefix](target, graph, config)
+            return prefix
     raise errors.NotFoundError(None, None, f"No session factory registered for target {target!r} "
                                f"(known: {sorted(p + '...' if p else repr('') for p in _FACTORIES)})")
+
+
+def _runtime_for(target, graph, config):
+    return _FACTORIES[_prefix_for(target)](target, graph, config)
 
 
 class LocalRuntime:
@@ -75,6 +84,8 @@ class LocalRuntime:
         self._plans_version = graph._mutation_version
         self._lock = threading.Lock()
         self._running = set()  # rendezvous of steps in flight, aborted by close()
+        self._closed = False
+        _local_runtimes.add(self)
 
     def plan(self, feeds, fetches, targets):
         graph = self.graph
@@ -97,6 +108,8 @@ class LocalRuntime:
         return plan
 
     def run(self, feeds, feed_values, fetches, targets, options, run_metadata):
+        if self._closed:  # closed by `Session.reset("")`, as TF's DirectSession
+            raise errors.CancelledError(None, None, "Session has been closed.")
         plan = self.plan(feeds, fetches, targets)
         # A plan with receives (a graph sending to itself) gets a rendezvous for the step.
         rendezvous = LocalRendezvous() if plan.dataflow is not None else None
@@ -126,11 +139,27 @@ class LocalRuntime:
 
     def close(self):
         with self._lock:
+            self._closed = True
             running, self._running = list(self._running), set()
         for rendezvous in running:
             rendezvous.abort(errors.CancelledError(None, None, "Session has been closed."))
         self._plans.clear()
         self.device.resources.clear()
+        _local_runtimes.discard(self)
+
+    @staticmethod
+    def reset(target, containers, config):
+        """`Session.reset("")`, as TF's DirectSessionFactory: clears `containers` (all when
+        empty) of every in-process session of this process, then closes those sessions (each
+        session owns its variables here, so closing drops the rest too)."""
+        runtimes = list(_local_runtimes)
+        for runtime in runtimes:
+            runtime.device.resources.clear_containers(containers)
+        for runtime in runtimes:
+            runtime.close()
+
+
+_local_runtimes = weakref.WeakSet()  # the open in-process runtimes, for `Session.reset("")`
 
 
 def step_timeout(options, config):
@@ -155,7 +184,7 @@ def check_local_placement(ops, allow_soft_placement):
                            "tf.ConfigProto(allow_soft_placement=True) to fall back to the CPU")
 
 
-register_session_factory("", LocalRuntime)
+register_session_factory("", LocalRuntime, reset=LocalRuntime.reset)
 
 
 class BaseSession:
@@ -267,6 +296,29 @@ def _is_tensor_of(key, graph):
 class Session(BaseSession):
     """`tf.Session(target='', graph=None, config=None)`: '' runs in-process, 'grpc://host:port' on a
     TensorWeave server."""
+
+    @staticmethod
+    def reset(target, containers=None, config=None):
+        """`tf.Session.reset(target, containers=None, config=None)`: clears resource containers
+        on `target` and closes all sessions of its master, as in TF1.
+
+        On a server ("grpc://host:port") the containers are cleared on every task of its
+        cluster (those `config.device_filters` match, if any), so variables there lose their
+        values and must be initialized again; every session that server's master holds is
+        closed (their next run raises AbortedError), other masters' sessions stay open.
+        containers: names of containers (`tf.container`; "" is the default one), or None or
+        empty for all of them. config: carries the cluster token and TLS files for the call.
+        On "" (a TensorWeave extension; TF1 documents reset for distributed sessions only)
+        every in-process session of this process is cleared and closed, as TF's direct
+        sessions are. Raises an `OpError` subclass if a task refuses or fails the reset.
+        """
+        target = target.decode() if isinstance(target, bytes) else (target or "")
+        containers = [c.decode() if isinstance(c, bytes) else c for c in (containers or [])]
+        prefix = _prefix_for(target)
+        reset = _RESETS.get(prefix)
+        if reset is None:
+            raise errors.UnimplementedError(None, None, f"Session.reset is not supported for target {target!r}")
+        reset(target, containers, config_lib.as_config(config))
 
 
 class InteractiveSession(BaseSession):

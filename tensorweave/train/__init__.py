@@ -25,7 +25,7 @@ _TABLE = {
     **_names("session_run_hook", "SessionRunHook SessionRunArgs SessionRunContext SessionRunValues"),
     **_names("basic_session_run_hooks", "NanLossDuringTrainingError SecondOrStepTimer StopAtStepHook "
              "CheckpointSaverListener CheckpointSaverHook SummarySaverHook LoggingTensorHook NanTensorHook "
-             "StepCounterHook FinalOpsHook FeedFnHook"),
+             "StepCounterHook FinalOpsHook FeedFnHook GlobalStepWaiterHook"),
     **_names("monitored_session", "Scaffold SessionCreator ChiefSessionCreator WorkerSessionCreator "
              "MonitoredSession SingularMonitoredSession MonitoredTrainingSession"),
     **_names("device_setter", "replica_device_setter GreedyLoadBalancingStrategy byte_size_load_fn"),

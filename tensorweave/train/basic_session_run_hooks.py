@@ -1,5 +1,5 @@
 """The standard `tf.train` session run hooks: stop at a step, save checkpoints and summaries, log
-tensors, count steps per second, fail on NaN, run final ops, feed each step.
+tensors, count steps per second, fail on NaN, run final ops, feed each step, wait for a step.
 
 Hooks that act every N steps follow the global step (shared by all workers); `LoggingTensorHook`
 follows this process's own iterations, as in TF1.
@@ -376,11 +376,50 @@ class FeedFnHook(SessionRunHook):
         return SessionRunArgs(fetches=None, feed_dict=self.feed_fn())
 
 
+class GlobalStepWaiterHook(SessionRunHook):
+    """`tf.train.GlobalStepWaiterHook(wait_until_step)`: before its first step, waits until the
+    global step reaches `wait_until_step` (no wait when it is 0 or less). Starts workers of a
+    cluster gradually, e.g. `wait_until_step=int(K * log(task_index + 1))` with the chief at 0.
+    The wait polls the global step every `poll_seconds` and has no deadline, as in TF1."""
+
+    poll_seconds = 0.5
+    _LOG_EVERY_STEPS = 1000
+
+    def __init__(self, wait_until_step):
+        self._wait_until_step = wait_until_step
+
+    def begin(self):
+        self._worker_is_started = False
+        self._global_step_tensor = training_util.get_global_step()
+        if self._global_step_tensor is None:
+            raise RuntimeError("Global step should be created to use _GlobalStepWaiterHook.")
+
+    def before_run(self, run_context):
+        if self._worker_is_started:
+            return None
+        if self._wait_until_step <= 0:
+            self._worker_is_started = True
+            return None
+        logging.info("Waiting for global step %d before starting training.", self._wait_until_step)
+        last_logged_step = 0
+        while True:
+            current_step = int(run_context.session.run(self._global_step_tensor))
+            if current_step >= self._wait_until_step:
+                self._worker_is_started = True
+                return None
+            if current_step - last_logged_step > self._LOG_EVERY_STEPS:
+                logging.info("Waiting for global step %d before starting training. Current step is %d.",
+                             self._wait_until_step, current_step)
+                last_logged_step = current_step
+            time.sleep(self.poll_seconds)
+
+
 __all__ = [
     "CheckpointSaverHook",
     "CheckpointSaverListener",
     "FeedFnHook",
     "FinalOpsHook",
+    "GlobalStepWaiterHook",
     "LoggingTensorHook",
     "NanLossDuringTrainingError",
     "NanTensorHook",

@@ -139,6 +139,7 @@ def test_a_failing_worker_ends_the_launch_with_its_status_and_no_child_survives(
         _kill_all(process, pids_dir)
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_keep_going_lets_the_other_workers_finish_then_fails(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("x" * 10 + "\n")

@@ -91,6 +91,7 @@ def test_a_task_killed_once_is_restarted_with_the_same_config_and_the_launch_suc
         _kill_all(process, pids_dir)
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_a_task_that_always_fails_uses_up_its_restarts_and_fails_the_launch(tmp_path):
     process, pids_dir, runs_dir = _start(tmp_path, {"ps:0": "sleep", "worker:0": "sleep", "worker:1": "fail"},
                                          ["--ps", "1", "--workers", "2", "--restart", "on-failure",
@@ -222,6 +223,7 @@ SERVER_TRAIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_a_restarted_ps_serves_again_on_its_port(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SERVER_TRAIN)

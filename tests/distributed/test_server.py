@@ -179,6 +179,7 @@ def test_sessions_and_graphs_left_behind_are_collected_once_idle():
     assert not server._collector.is_alive()
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_ps_in_another_process():
     cluster = _cluster()
     script = textwrap.dedent(f"""
@@ -199,6 +200,7 @@ def test_ps_in_another_process():
         ps.wait(timeout=30)
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_a_killed_ps_fails_the_next_step_naming_it_and_the_session_still_closes():
     cluster = _cluster()
     script = textwrap.dedent(f"""

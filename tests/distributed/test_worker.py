@@ -378,6 +378,7 @@ def _const_node(graph_def, name, dtype, dims, **values):
                                                               **values))
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_a_tiny_graph_def_cannot_make_the_worker_expand_a_const_without_bound():
     import json
     import subprocess

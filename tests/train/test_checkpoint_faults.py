@@ -205,6 +205,7 @@ def _copy_lines(stream, lines):
         lines.put(line)
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_sigkill_during_repeated_saves_always_leaves_a_loadable_latest_checkpoint(tmp_path):
     script = tmp_path / "saving_loop.py"
     script.write_text(SAVING_LOOP)

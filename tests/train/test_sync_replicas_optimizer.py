@@ -225,6 +225,7 @@ def _worker_1_falls_behind(target, timeout):
             sess.close()
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_with_a_replica_timeout_the_chief_names_the_missing_replica_and_its_step_ends(target):
     with _worker_1_falls_behind(target, timeout=1.0) as (rs, (chief, s1), hooks, coord):
         start = time.monotonic()
@@ -255,6 +256,7 @@ def test_with_a_replica_timeout_the_chief_names_the_missing_replica_and_its_step
         coord2.request_stop()
 
 
+@pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_without_a_replica_timeout_the_chief_keeps_waiting(target):
     with _worker_1_falls_behind(target, timeout=None) as (rs, (chief, s1), hooks, coord):
         blocked = _Train(chief, rs[0], [1.0, 1.0])

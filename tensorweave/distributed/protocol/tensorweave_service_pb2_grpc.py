@@ -410,6 +410,11 @@ class WorkerStub(object):
                 request_serializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.HealthRequest.SerializeToString,
                 response_deserializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.HealthResponse.FromString,
                 _registered_method=True)
+        self.CleanupAll = channel.unary_unary(
+                '/tensorweave.Worker/CleanupAll',
+                request_serializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.CleanupAllRequest.SerializeToString,
+                response_deserializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.CleanupAllResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer(object):
@@ -465,6 +470,13 @@ class WorkerServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CleanupAll(self, request, context):
+        """Clears resource containers on the task's devices (a master's Reset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -502,6 +514,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.HealthRequest.FromString,
                     response_serializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.HealthResponse.SerializeToString,
+            ),
+            'CleanupAll': grpc.unary_unary_rpc_method_handler(
+                    servicer.CleanupAll,
+                    request_deserializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.CleanupAllRequest.FromString,
+                    response_serializer=tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.CleanupAllResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -694,6 +711,33 @@ class Worker(object):
             '/tensorweave.Worker/Health',
             tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.HealthRequest.SerializeToString,
             tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.HealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CleanupAll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tensorweave.Worker/CleanupAll',
+            tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.CleanupAllRequest.SerializeToString,
+            tensorweave_dot_distributed_dot_protocol_dot_tensorweave__service__pb2.CleanupAllResponse.FromString,
             options,
             channel_credentials,
             insecure,
