@@ -2,6 +2,7 @@
 
 import atexit
 import logging
+import time
 import weakref
 
 from tensorweave.distributed.cluster import (
@@ -35,6 +36,7 @@ def _grpc_reset(target, containers, config):
 
 
 _open_runtimes = weakref.WeakSet()
+EXIT_CLOSE_SECONDS = 5.0  # what closing the sessions left open may add to a program's exit
 
 
 @atexit.register
@@ -42,9 +44,11 @@ def _close_open_sessions():
     # A program may end with sessions it never closed. Their servers would only free them when
     # the idle collector runs, and once the interpreter finalizes, a session's `__del__` can no
     # longer start the threads or calls a close needs (it skips the close then), so close here.
+    # A master that no longer answers (a partitioned network) must not hold the exit long.
+    deadline = time.monotonic() + EXIT_CLOSE_SECONDS
     for runtime in list(_open_runtimes):
         try:
-            runtime.close()
+            runtime.close(timeout=max(0.1, deadline - time.monotonic()))
         except Exception as e:  # noqa: BLE001 - the servers collect what is left
             logging.getLogger(__name__).debug("Closing a session at exit: %s", e)
 

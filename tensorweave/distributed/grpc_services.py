@@ -579,12 +579,12 @@ class GrpcSessionRuntime:
         return [DeviceAttributes(d.name, d.device_type, d.memory_limit_bytes, d.incarnation)
                 for d in [*r.local_device, *r.remote_device]]
 
-    def close(self):
+    def close(self, timeout=SETUP_TIMEOUT_SECONDS):
         if self._closed:
             return
         self._closed = True
         try:
-            self._call("CloseSession", pb.CloseSessionRequest(session_handle=self.handle), SETUP_TIMEOUT_SECONDS)
+            self._call("CloseSession", pb.CloseSessionRequest(session_handle=self.handle), timeout)
         finally:
             self._channel.close()
 

@@ -625,7 +625,7 @@ class MasterRuntime:
     def list_devices(self):
         return self.master.list_devices(self.handle)
 
-    def close(self):
+    def close(self, timeout=None):  # `timeout` unused: the master bounds its own waits
         if not self._closed:
             self._closed = True
             self.master.close_session(self.handle)

@@ -91,3 +91,41 @@ def test_a_silent_ps_fails_a_step_that_runs_only_there_through_health_checks(clu
             np.testing.assert_array_equal(sess.run(doubled), [2.0, 2.0, 2.0])
             ps.send_signal(signal.SIGSTOP)
             _step_fails_fast(sess, doubled)
+
+
+@pytest.mark.slow
+def test_a_program_whose_master_went_silent_still_exits_promptly(tmp_path):
+    # Sessions left open are closed at exit (see test_server); a master that no longer answers
+    # gets EXIT_CLOSE_SECONDS, not the 30 s a setup call may take.
+    port, = free_ports(1)
+    spec = ClusterSpec({"worker": [f"127.0.0.1:{port}"]})
+    server_script = textwrap.dedent(f"""
+        import tensorweave as tf
+        tf.train.Server({spec.as_dict()!r}, "worker", 0, config=tf.ConfigProto(cluster_token={TOKEN!r})).join()
+    """)
+    client_script = textwrap.dedent(f"""
+        import sys
+        import tensorweave as tf
+        sess = tf.Session("grpc://127.0.0.1:{port}", config=tf.ConfigProto(cluster_token={TOKEN!r}))
+        print(sess.run(tf.constant(2.0) * 3.0), flush=True)
+        sys.stdin.readline()  # the test stops the server, then lets this program end
+    """)
+    server = subprocess.Popen([sys.executable, "-c", server_script])
+    client = None
+    try:
+        wait_serving(spec.task_address("worker", 0))
+        client = subprocess.Popen([sys.executable, "-c", client_script], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert client.stdout.readline().strip() == "6.0"
+        server.send_signal(signal.SIGSTOP)
+        start = time.monotonic()
+        client.stdin.write("\n")
+        client.stdin.flush()
+        assert client.wait(timeout=25) == 0
+        assert time.monotonic() - start < 12.0
+    finally:
+        for process in (client, server):
+            if process is not None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                process.wait(timeout=30)
