@@ -58,22 +58,25 @@ def _variable_shape(op):
 
 @VariableV2.kernel
 def _variable_kernel(op, device):
+    dtype = op.get_attr("dtype")
+    shared_name = op.get_attr("shared_name") or op.name
     # Looked up again after `tf.Session.reset` cleared the container (then uninitialized).
-    return device.resources.cached(op.get_attr("container"), op.get_attr("shared_name") or op.name,
-                                   lambda: VariableCell(op.name, op, op.get_attr("dtype")))
+    lookup = device.resources.cached(op.get_attr("container"), shared_name,
+                                     lambda: VariableCell(op.name, op, dtype))
+
+    def variable():
+        cell = lookup()
+        if cell.dtype is not dtype:  # another graph made it (graphs share variables by name)
+            raise op.error(errors.InvalidArgumentError,
+                           f"Trying to share variable {shared_name}, but specified dtype {dtype.name} "
+                           f"and found dtype {cell.dtype.name}")
+        return cell
+    return variable
 
 
 @VariableV2.gradient
 def _variable_grad(op, grad):
     return ()
-
-
-def variable_cell(op, device):
-    """The cell backing variable op `op` on `device` (created on first use)."""
-    container = op.get_attr("container")
-    shared_name = op.get_attr("shared_name") or op.name
-    return device.resources.lookup_or_create(
-        container, shared_name, lambda: VariableCell(op.name, op, op.get_attr("dtype")))
 
 
 def variable_op(shape, dtype, name="Variable", container="", shared_name=""):
@@ -106,10 +109,17 @@ def _assign_like(type_name, update):
 
         def assign(cell, value):
             with cell.lock:
+                old = cell.value
+                # As TF: the value must fit the variable's static shape and, once it holds a value
+                # (another graph sharing it by name may have set it), that value's shape too.
+                if old is not None and (validate or type_name != "Assign") and np.shape(value) != old.shape:
+                    raise op.error(errors.InvalidArgumentError,
+                                   f"{type_name} requires shapes of both tensors to match. lhs shape= "
+                                   f"{list(old.shape)} rhs shape= {list(np.shape(value))}")
                 new = update(cell, value, np_dtype)
                 if validate and not static.is_compatible_with(new.shape):
                     raise op.error(errors.InvalidArgumentError,
-                                   f"Assign requires shapes of both tensors to match. lhs shape= "
+                                   f"{type_name} requires shapes of both tensors to match. lhs shape= "
                                    f"{static} rhs shape= {list(new.shape)}")
                 cell.store(new)
             return new

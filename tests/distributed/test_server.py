@@ -313,3 +313,29 @@ def test_a_program_that_never_closes_its_session_exits_and_its_server_releases_i
         assert server.worker.graph_handles() == []
     finally:
         server.stop()
+
+
+def test_graphs_sharing_a_variable_by_name_must_agree_on_its_dtype_and_shape():
+    # Graphs of different clients share a server's variables by name, as in TF; a mismatch is an
+    # error naming the op, never a silent overwrite or a value of another dtype.
+    server = tf.train.Server.create_local_server()
+    try:
+        def session_with(value):
+            with tf.Graph().as_default() as g:
+                w = tf.Variable(value, name="w")
+            return tf.Session(server.target, graph=g), w
+
+        first, w = session_with(np.ones((4, 1), np.float32))
+        first.run(w.initializer)
+        wider, w8 = session_with(np.zeros((8, 1), np.float32))
+        with pytest.raises(errors.InvalidArgumentError, match=r"lhs shape= \[4, 1\] rhs shape= \[8, 1\]"):
+            wider.run(w8.initializer)
+        other_dtype, w_int = session_with(np.ones((4, 1), np.int32))
+        with pytest.raises(errors.InvalidArgumentError, match="Trying to share variable w, but specified dtype "
+                                                              "int32 and found dtype float32"):
+            other_dtype.run(w_int)
+        np.testing.assert_array_equal(first.run(w), np.ones((4, 1), np.float32))  # untouched
+        for sess in (first, wider, other_dtype):
+            sess.close()
+    finally:
+        server.stop()

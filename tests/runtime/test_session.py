@@ -92,6 +92,23 @@ def test_variables_assign_and_read_after_control_dependency():
         assert sess.run(v) == 2.0
 
 
+def test_updates_must_match_the_shape_the_variable_holds_unless_assign_skips_validation():
+    v = tf.Variable(np.zeros(2, np.float32))
+    grow = tf.assign(v, np.zeros(3, np.float32), validate_shape=False)
+    inc = tf.assign_add(v, np.ones(2, np.float32))
+    reset = tf.assign(v, np.ones(2, np.float32))
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        assert sess.run(grow).shape == (3,)  # validate_shape=False may change the shape
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"AssignAdd requires shapes .* lhs shape= \[3\] "
+                                                                 r"rhs shape= \[2\]") as info:
+            sess.run(inc)
+        assert info.value.op is inc.op
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"lhs shape= \[3\] rhs shape= \[2\]"):
+            sess.run(reset)
+        assert sess.run(v).shape == (3,)  # nothing was stored
+
+
 def test_each_session_owns_its_variables():
     v = tf.Variable(1.0)
     with tf.Session() as s1, tf.Session() as s2:
