@@ -98,6 +98,8 @@ def _enqueue_def(type_name, batched):
     def _shape(op):
         handle = op.inputs[0].op
         shapes = handle.get_attr("shapes") if handle.type == "FIFOQueueV2" else []
+        if not shapes:  # a queue made without shapes takes elements of any shape
+            return []
         for i, (expected, t) in enumerate(zip(shapes, op.inputs[1:], strict=True)):
             element = t.shape[1:] if batched and t.shape.ndims else t.shape
             if batched and t.shape.ndims == 0:

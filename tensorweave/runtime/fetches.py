@@ -89,10 +89,26 @@ def _castable(source, dtype):
 
 
 def fetch_result(value):
-    """The value handed back to the user: scalars as NumPy scalars, never a variable's storage."""
+    """The value handed back to the user: scalars as NumPy scalars, never a variable's storage,
+    and strings as `bytes` (utf-8), as TF1 returns them (ported code calls `.decode()`)."""
     if isinstance(value, np.ndarray):
+        if value.dtype.kind in "OU":
+            return _as_bytes(value)
         if value.ndim == 0:
             return value[()]
         if not value.flags.writeable:
             return value.copy()
+    elif isinstance(value, str):
+        return value.encode("utf-8")
     return value
+
+
+def _as_bytes(array):
+    if array.dtype.kind == "U" or any(isinstance(x, str) for x in array.flat):
+        out = np.empty(array.shape, dtype=object)
+        for index, x in np.ndenumerate(array):
+            out[index] = x.encode("utf-8") if isinstance(x, str) else x
+        array = out
+    elif not array.flags.writeable:
+        array = array.copy()
+    return array[()] if array.ndim == 0 else array

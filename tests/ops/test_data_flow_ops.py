@@ -76,6 +76,25 @@ def test_fifo_order_components_names_and_shapes():
             q.enqueue(([1.0, 2.0, 3.0], 1))  # wrong static shape
 
 
+def test_a_queue_without_shapes_takes_elements_of_any_shape():
+    with tf.Graph().as_default():
+        q = tf.FIFOQueue(5, tf.int32)  # the common TF1 form: no shapes
+        scalar, vector = q.enqueue(3), q.enqueue([[1, 2, 3]])  # a list holds the components, as in TF
+        out = q.dequeue()
+        assert out.shape.ndims is None
+        pairs = tf.FIFOQueue(5, [tf.float32, tf.string])
+        put = pairs.enqueue((np.ones((2, 2), np.float32), "done"))
+        got = pairs.dequeue()
+        with tf.Session() as sess:
+            sess.run([scalar])
+            sess.run(vector)
+            assert sess.run(out) == 3
+            np.testing.assert_array_equal(sess.run(out), [1, 2, 3])
+            sess.run(put)
+            value, tag = sess.run(got)
+            assert value.shape == (2, 2) and tag == b"done"
+
+
 def test_a_dequeue_waits_for_an_enqueue_from_another_run():
     with tf.Graph().as_default():
         q = tf.FIFOQueue(2, tf.float32, shapes=[[]])

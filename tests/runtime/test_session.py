@@ -109,6 +109,16 @@ def test_updates_must_match_the_shape_the_variable_holds_unless_assign_skips_val
         assert sess.run(v).shape == (3,)  # nothing was stored
 
 
+def test_string_tensors_are_fetched_as_bytes_as_in_tf1():
+    label = tf.constant("caf\u00e9")
+    names = tf.placeholder(tf.string, [None])
+    with tf.Session() as sess:
+        assert sess.run(label) == "caf\u00e9".encode()
+        got = sess.run(tf.identity(names), {names: ["a", b"b"]})
+        assert got.dtype == object and got.tolist() == [b"a", b"b"]
+        assert sess.run(tf.constant(3)) == 3  # other dtypes are untouched
+
+
 def test_each_session_owns_its_variables():
     v = tf.Variable(1.0)
     with tf.Session() as s1, tf.Session() as s2:
