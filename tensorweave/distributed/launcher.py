@@ -174,6 +174,8 @@ class Launch:
         if ps < 0:
             raise ValueError(f"The number of PS tasks must not be negative, got {ps}")
         self.script, self.args = os.fspath(script), list(args)
+        if not os.path.isfile(self.script):  # else every task would fail alike, one line each
+            raise FileNotFoundError(f"No script to launch at {self.script!r}")
         self.ps, self.workers = ps, workers
         if token is not None and not str(token).strip():
             raise ValueError("An empty cluster token is not a secret; give a non-empty token")

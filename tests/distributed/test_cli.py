@@ -250,6 +250,15 @@ def test_server_with_a_bad_cluster_file_exits_2_naming_the_problem(tmp_path, con
     assert result.stdout == ""
 
 
+def test_launch_of_a_missing_script_exits_2_before_starting_any_task(tmp_path):
+    missing = tmp_path / "no_such_train.py"
+    result = subprocess.run([*_tensorweave(), "launch", "--ps", "1", "--workers", "2", str(missing)],
+                            check=False, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("tensorweave launch: error: No script to launch at")
+    assert str(missing) in result.stderr and "[ps:0]" not in result.stderr + result.stdout
+
+
 TLS_TRAIN = textwrap.dedent("""
     import json, os
     import tensorweave as tf
