@@ -16,6 +16,11 @@ Two ways to move a tensor: the client pushes it (`send`, a TENSOR frame handed t
 `on_tensor`), or pulls it (`request`: a REQUEST frame "<id>;<what>" that the server's `on_request`
 answers, whenever the value is ready, with a TENSOR frame keyed "<id>" or a FAILED frame
 "<id>;<TF error code>;<message>"). Pulls are how step rendezvous fetch tensors from peers.
+
+A client whose server is on this machine (a loopback address) offers a shared-memory ring for
+the replies (`shm_ring`, frames SHM_OFFER/SHM_ACCEPT); a server that can map it privately then
+sends replies of 64 KiB and more through it (TENSOR_SHM frames), sparing both processes the copies
+through loopback TCP. $TENSORWEAVE_SHM=0 turns this off.
 """
 
 import collections
@@ -23,18 +28,21 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import socket
 import threading
 import time
 from dataclasses import dataclass
 
+from tensorweave.distributed.transport import shm_ring
 from tensorweave.distributed.transport.frames import (
     FrameError,
     FrameLimits,
     FrameReader,
     FrameType,
     encode_frame,
+    shm_frame,
 )
 from tensorweave.framework import errors
 from tensorweave.framework.errors import UnauthenticatedError, UnavailableError
@@ -47,6 +55,7 @@ _MAC_BYTES = hashlib.sha256().digest_size
 _NO_MAC = bytes(_MAC_BYTES)
 _ACCEPTED, _REJECTED = 0, 1
 _INLINE_REPLY_BYTES = 64 << 10
+_log = logging.getLogger(__name__)
 
 
 class HandshakeError(Exception):
@@ -155,12 +164,19 @@ class _FrameWriter:
         self.lock = threading.Lock()
         self.last_progress = time.monotonic()
         self._chunk = chunk_bytes
+        self.ring = None  # a `shm_ring.RingWriter` the peer offered: large tensors go through it
 
     def write(self, frame_type, key="", array=None, encoding="none", meta=None):
         self.write_buffers(encode_frame(key, array, encoding, meta, frame_type, self.limits))
 
     def write_buffers(self, buffers):
         with self.lock:
+            if self.ring is not None and len(buffers) == 2 and buffers[0][5] == FrameType.TENSOR:
+                place = self.ring.put(buffers[1])  # under the lock: the ring fills in stream order
+                if place is not None:
+                    self.sock.sendall(shm_frame(buffers[0], place))
+                    self.last_progress = time.monotonic()
+                    return
             for buf in buffers:
                 if len(buf) <= self._chunk:  # bytes, or a memoryview of bytes: len is the byte count
                     self.sock.sendall(buf)
@@ -258,8 +274,9 @@ class DataChannelServer:
 
     def __init__(self, host="127.0.0.1", port=0, token=None, on_tensor=None, *, on_request=None,
                  ssl_context=None, limits=FrameLimits(), handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
-                 idle_timeout=60.0, max_connections=256, on_error=None):
+                 idle_timeout=60.0, max_connections=256, on_error=None, shm=True):
         self._token = _token_bytes(token)
+        self._shm = shm  # take shared-memory rings clients on this machine offer (`shm_ring`)
         if self._token is None and not _is_loopback(host):
             raise ValueError(f"Refusing to serve the data channel on non-loopback host {host!r} without a "
                              "cluster token: anyone on the network could inject tensors")
@@ -347,6 +364,8 @@ class DataChannelServer:
                         writer.write(FrameType.ERROR, f"{type(e).__name__}: {e}"[:self._limits.max_key_bytes // 4])
                 elif frame.type is FrameType.REQUEST:
                     self._answer(replies, peer_task, frame)
+                elif frame.type is FrameType.SHM_OFFER and writer.ring is None:
+                    writer.write(FrameType.SHM_ACCEPT, self._take_ring(writer, frame.key, peer))
                 else:
                     raise FrameError(f"unexpected {frame.type.name} frame from a client")
         except FrameError as e:
@@ -368,6 +387,19 @@ class DataChannelServer:
             _close_socket(sock)
             with self._conns_lock:
                 self._conns.pop(conn, None)
+
+    def _take_ring(self, writer, offer, peer):
+        """Maps the shared-memory ring a client on this machine offered ("<name>;<capacity>");
+        returns its name, or "" when it cannot be used (then replies stay on the stream)."""
+        name, _, capacity = offer.partition(";")
+        if not self._shm or not capacity.isdigit():
+            return ""
+        try:
+            writer.ring = shm_ring.RingWriter(name, int(capacity))
+        except (OSError, ValueError) as e:  # another machine's ring, or not this user's
+            _log.info("Data channel peer %s: its shared-memory ring is not used: %s", peer, e)
+            return ""
+        return name
 
     def _answer(self, replies, peer_task, frame):
         request_id, sep, what = frame.key.partition(";")
@@ -438,7 +470,7 @@ class DataChannelClient:
 
     def __init__(self, address, token, task_name, *, ssl_context=None, server_hostname=None,
                  limits=FrameLimits(), connect_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
-                 keepalive_interval=10.0, keepalive_timeout=None, on_error=None):
+                 keepalive_interval=10.0, keepalive_timeout=None, on_error=None, shm=True):
         host, _, port = address.rpartition(":")
         self.address = address
         self._on_error = on_error
@@ -468,6 +500,15 @@ class DataChannelClient:
         self._sock = sock
         self._writer = _FrameWriter(sock, limits)
         self._last_heard = time.monotonic()
+        self._ring = None  # the shared-memory ring offered to a server on this machine (`shm_ring`)
+        self.shm = False  # True once the server took it: its large replies come through the ring
+        if shm and shm_ring.available() and _is_loopback(host.strip("[]")):
+            try:
+                self._ring = shm_ring.ReplyRing()
+                self._writer.write(FrameType.SHM_OFFER, f"{self._ring.name};{self._ring.capacity}")
+            except OSError as e:  # no /dev/shm space: replies stay on the stream
+                _log.info("Data channel to %s: no shared-memory ring: %s", address, e)
+                self._drop_ring()
         self._reader_thread = threading.Thread(target=self._read_loop, daemon=True,
                                                name=f"tw-dc-client:{address}")
         self._reader_thread.start()
@@ -551,6 +592,13 @@ class DataChannelClient:
                 elif frame.type is FrameType.FAILED:
                     request_id, error = _parse_failure(frame.key, self.address)
                     self._settle(request_id, None, error)
+                elif frame.type is FrameType.SHM_ACCEPT and self._ring is not None and reader.ring is None:
+                    if frame.key == self._ring.name:
+                        reader.ring = self._ring
+                        self.shm = True
+                        self._ring.unlink()  # both ends have it mapped; no file is left behind
+                    else:
+                        self._drop_ring()
                 elif frame.type is FrameType.ERROR:
                     self._report(UnavailableError(message=f"Data channel peer {self.address} "
                                                           f"reported: {frame.key}"))
@@ -558,6 +606,13 @@ class DataChannelClient:
                     raise FrameError(f"unexpected {frame.type.name} frame from the server")
         except (OSError, FrameError) as e:
             self._fail(f"connection lost: {e}")
+        finally:
+            self._drop_ring()
+
+    def _drop_ring(self):
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.unlink()
 
     def _heard(self, nbytes):
         self._last_heard = time.monotonic()
@@ -624,6 +679,9 @@ class DataChannelClient:
                 pass
         self._closed.set()
         _close_socket(self._sock)
+        ring = self._ring
+        if ring is not None:
+            ring.unlink()  # in case the server never answered the offer
         self._fail_requests(UnavailableError(message=f"Data channel to {self.address} was closed"))
         for thread in (self._reader_thread, self._keepalive_thread):
             if thread is not None and thread is not threading.current_thread():

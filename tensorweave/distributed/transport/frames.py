@@ -62,9 +62,15 @@ class FrameType(enum.IntEnum):
     CLOSE = 5
     REQUEST = 6  # the key carries "<request id>;<what>", the encoding the one asked for the reply
     FAILED = 7  # answers a REQUEST: the key carries "<request id>;<TF error code>;<message>"
+    TENSOR_SHM = 8  # a TENSOR whose bytes lie in the connection's shared-memory ring (`shm_ring`):
+    #                 the stream payload is two u64, the position of the bytes and the ring's new tail
+    SHM_OFFER = 9  # client -> server: the key carries "<ring name>;<capacity>"
+    SHM_ACCEPT = 10  # server -> client: the key carries the ring's name, or "" if not taken
 
 
 _FRAME_TYPES = {int(t): t for t in FrameType}
+_TENSOR_TYPES = (FrameType.TENSOR, FrameType.TENSOR_SHM)
+_SHM_PLACE = struct.Struct("<QQ")
 
 
 # TF DataType enum -> little-endian NumPy dtype. Only fixed-size numeric types: never object/string.
@@ -160,6 +166,16 @@ def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TE
     return [b"".join(parts), payload]
 
 
+def shm_frame(header, place):
+    """The TENSOR_SHM frame for a TENSOR frame whose payload was copied into the connection's ring
+    at `place` = (offset, end) (`shm_ring.RingWriter.put`): `header` is the TENSOR frame's first
+    buffer from `encode_frame` (a payload of 64 KiB or more is its second one)."""
+    prefix = bytearray(header[:_PREFIX.size])
+    prefix[5] = FrameType.TENSOR_SHM
+    struct.pack_into("<Q", prefix, 12, _SHM_PLACE.size)  # the prefix's payload byte count
+    return b"".join((prefix, header[_PREFIX.size:], _SHM_PLACE.pack(*place)))
+
+
 class _BytesSource:
     """Lets a FrameReader parse frames from an in-memory buffer (tests, fuzzing)."""
 
@@ -187,6 +203,7 @@ class FrameReader:
         self._chunk = chunk_bytes
         self._on_progress = on_progress
         self._ahead = memoryview(bytearray(_READ_AHEAD))
+        self.ring = None  # a `shm_ring.ReplyRing` once the peer took one: TENSOR_SHM frames read from it
         self._start = self._end = 0  # the unread part of `_ahead`
 
     def read(self):
@@ -198,7 +215,7 @@ class FrameReader:
         if (magic != MAGIC or version != VERSION or ftype not in _FRAME_TYPES or reserved
                 or key_len > self._limits.max_key_bytes or enc_len > MAX_ENCODING_LENGTH or rank > MAX_RANK
                 or mask >> len(META_FIELDS) or nbytes > self._limits.max_payload_bytes
-                or (ftype != FrameType.TENSOR and (code or rank or nbytes))):
+                or (ftype not in _TENSOR_TYPES and (code or rank or nbytes))):
             self._check_prefix(magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved)
         ftype = _FRAME_TYPES[ftype]
         n_meta = _META_COUNT[mask]
@@ -211,8 +228,10 @@ class FrameReader:
         pos = key_len + enc_len
         shape = _DIMS[rank].unpack_from(var, pos)
         meta = _unpack_meta(mask, _META_VALUES[n_meta].unpack_from(var, pos + rank * _DIM.size)) if mask else {}
-        if ftype is not FrameType.TENSOR:
+        if ftype not in _TENSOR_TYPES:
             return Frame(ftype, key, None, encoding, meta)
+        if ftype is FrameType.TENSOR_SHM:
+            return Frame(FrameType.TENSOR, key, self._read_from_ring(code, shape, nbytes, key), encoding, meta)
         if code == _STRING:
             return Frame(ftype, key, self._read_strings(shape, nbytes, key), encoding, meta)
         dtype = _DTYPES.get(code)
@@ -225,6 +244,24 @@ class FrameReader:
         if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
             raise FrameError(f"bool tensor {key!r} holds bytes other than 0 and 1")
         return Frame(ftype, key, array, encoding, meta)
+
+    def _read_from_ring(self, code, shape, nbytes, key):
+        dtype = _DTYPES.get(code)
+        if dtype is None:
+            raise FrameError(f"unsupported dtype enum {code} for shared-memory tensor {key!r}")
+        if self.ring is None or nbytes != _SHM_PLACE.size:
+            raise FrameError(f"shared-memory tensor {key!r} on a connection without a ring, or with a "
+                             f"{nbytes}-byte placement")
+        _check_shape(shape, dtype, None, key, self._limits)
+        offset, end = _SHM_PLACE.unpack(self._take(_SHM_PLACE.size))
+        array = np.empty(shape, dtype)
+        try:
+            self.ring.take_into(array.reshape(-1).view(np.uint8), offset, end)
+        except ValueError as e:  # shm_ring.RingError
+            raise FrameError(f"shared-memory tensor {key!r}: {e}") from None
+        if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+            raise FrameError(f"bool tensor {key!r} holds bytes other than 0 and 1")
+        return array
 
     def _check_prefix(self, magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved):
         if magic != MAGIC:

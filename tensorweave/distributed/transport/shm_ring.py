@@ -1,0 +1,135 @@
+"""A shared-memory ring for data channel replies between two tasks on one machine.
+
+Over loopback TCP every byte is copied into the kernel by the sender and out by the receiver, and
+on a small machine those two copies compete with the computation for its cores. When both ends
+of a data channel run on one machine, the client (which receives the replies) offers a ring: a
+file in /dev/shm that only its user can open, named on the authenticated connection. The server
+copies a large reply's bytes into the ring and sends, over the connection, a TENSOR_SHM frame
+holding the array's dtype and shape and where its bytes lie; the client copies them out and marks
+the space free. Replies keep their order, small ones and everything else stay on the stream, and
+a reply that does not fit in the free space goes on the stream too.
+
+Layout: a 64-byte header (magic, then the reader's consumed position, a u64 at `_TAIL`), then the
+data area. Positions count bytes ever written (they never wrap); the byte at position p lives at
+data offset p % capacity. The writer alone moves the head (in its memory); the reader alone moves
+the tail (in the header). x86 and ARM both make a copy done before the frame is sent visible to a
+reader that receives the frame afterwards (the socket calls are barriers).
+"""
+
+import mmap
+import os
+import re
+import secrets
+import struct
+import sys
+
+import numpy as np
+
+SHM_DIR = "/dev/shm"
+DEFAULT_RING_BYTES = 16 << 20  # per connection; a tensor over half of it travels on the stream
+MIN_RING_BYTES = 1 << 20
+MAX_RING_BYTES = 1 << 30
+DEFAULT_MIN_PAYLOAD = 64 << 10  # smaller replies cost less on the stream than a ring hand-off
+_HEADER = 64
+_MAGIC = b"TWR1"
+_TAIL = struct.Struct("<Q")
+_TAIL_AT = 8
+_NAME = re.compile(r"^tw-ring-[0-9a-f]{32}$")
+ENV = "TENSORWEAVE_SHM"  # "0" turns the ring off (every tensor then travels on the stream)
+
+
+def available():
+    """Whether this process may offer rings: Linux with /dev/shm, and not turned off by $TENSORWEAVE_SHM."""
+    return sys.platform.startswith("linux") and os.path.isdir(SHM_DIR) and os.environ.get(ENV, "1") != "0"
+
+
+class RingError(ValueError):
+    """A ring cannot be opened, or a frame points outside it."""
+
+
+class ReplyRing:
+    """The receiving end: creates the ring file (mode 0600) and copies payloads out of it."""
+
+    def __init__(self, capacity=DEFAULT_RING_BYTES):
+        if not MIN_RING_BYTES <= capacity <= MAX_RING_BYTES:
+            raise ValueError(f"ring capacity {capacity} is outside [{MIN_RING_BYTES}, {MAX_RING_BYTES}]")
+        self.name = f"tw-ring-{secrets.token_hex(16)}"
+        self.capacity = capacity
+        self.path = os.path.join(SHM_DIR, self.name)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # Allocated now, so a full /dev/shm (a container's is often 64 MiB) is an OSError here,
+            # not a SIGBUS at the first copy into a page it could not back.
+            os.posix_fallocate(fd, 0, _HEADER + capacity)
+            self._map = mmap.mmap(fd, _HEADER + capacity)
+        except BaseException:
+            os.close(fd)
+            self.unlink()
+            raise
+        os.close(fd)
+        self._map[:4] = _MAGIC
+        self._data = np.frombuffer(self._map, np.uint8, capacity, _HEADER)
+        self._data[:] = 0  # mapped into this process now, not during the first copies
+        self._tail = 0
+
+    def unlink(self):
+        """Removes the file name (the mappings live on); called once the peer has opened it."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def take_into(self, dest, offset, end):
+        """Copies the payload at position `offset` into `dest` (a writable uint8 view of its size),
+        then frees the ring up to position `end`. RingError if the frame's numbers are not a
+        payload the writer could have placed there."""
+        nbytes = len(dest)
+        start = offset % self.capacity
+        if not (self._tail <= offset and offset + nbytes <= end <= self._tail + self.capacity
+                and start + nbytes <= self.capacity):
+            raise RingError(f"shared-memory payload at {offset}+{nbytes} (freeing to {end}) is not in the ring "
+                            f"(consumed up to {self._tail}, capacity {self.capacity})")
+        dest[:] = self._data[start:start + nbytes]
+        self._tail = end
+        _TAIL.pack_into(self._map, _TAIL_AT, end)
+
+
+class RingWriter:
+    """The sending end: maps a ring the peer offered and copies payloads into it."""
+
+    def __init__(self, name, capacity):
+        if not _NAME.match(name) or not MIN_RING_BYTES <= capacity <= MAX_RING_BYTES:
+            raise RingError(f"bad ring offer {name!r} of {capacity} bytes")
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_NOFOLLOW)
+        try:
+            info = os.fstat(fd)
+            # Only a ring of our own user, of the size offered, is written to.
+            if info.st_uid != os.getuid() or info.st_mode & 0o077 or info.st_size != _HEADER + capacity:
+                raise RingError(f"ring {name!r} is not a {capacity}-byte ring private to this user")
+            self._map = mmap.mmap(fd, _HEADER + capacity)
+        finally:
+            os.close(fd)
+        if self._map[:4] != _MAGIC:
+            raise RingError(f"ring {name!r} has no ring header")
+        self.capacity = capacity
+        self._data = np.frombuffer(self._map, np.uint8, capacity, _HEADER)
+        self._head = 0
+
+    def put(self, payload, min_bytes=DEFAULT_MIN_PAYLOAD):
+        """Copies `payload` (a uint8 memoryview) into the ring; returns (offset, end) to send in the
+        frame, or None if it is small or does not fit now (then it goes on the stream). Callers
+        serialize `put` with the frames they send, so payloads are taken in the order placed."""
+        nbytes = len(payload)
+        if nbytes < min_bytes or nbytes > self.capacity // 2:
+            return None
+        tail = _TAIL.unpack_from(self._map, _TAIL_AT)[0]
+        offset = self._head
+        if offset % self.capacity + nbytes > self.capacity:  # no room before the end: start over at 0
+            offset += self.capacity - offset % self.capacity
+        end = offset + nbytes
+        if end - tail > self.capacity:
+            return None  # the reader has not freed enough yet
+        start = offset % self.capacity
+        self._data[start:start + nbytes] = np.frombuffer(payload, np.uint8)
+        self._head = end
+        return offset, end
