@@ -169,14 +169,23 @@ class _FrameWriter:
     def write(self, frame_type, key="", array=None, encoding="none", meta=None):
         self.write_buffers(encode_frame(key, array, encoding, meta, frame_type, self.limits))
 
-    def write_buffers(self, buffers):
+    def write_via_ring(self, buffers):
+        """Writes a large TENSOR frame through the peer's ring; False (nothing written) if there is
+        no ring, the frame is not one, or the ring has no room for it now."""
+        if self.ring is None or len(buffers) != 2 or buffers[0][5] != FrameType.TENSOR:
+            return False
         with self.lock:
-            if self.ring is not None and len(buffers) == 2 and buffers[0][5] == FrameType.TENSOR:
-                place = self.ring.put(buffers[1])  # under the lock: the ring fills in stream order
-                if place is not None:
-                    self.sock.sendall(shm_frame(buffers[0], place))
-                    self.last_progress = time.monotonic()
-                    return
+            place = self.ring.put(buffers[1])  # under the lock: the ring fills in stream order
+            if place is None:
+                return False
+            self.sock.sendall(shm_frame(buffers[0], place))
+            self.last_progress = time.monotonic()
+            return True
+
+    def write_buffers(self, buffers):
+        if self.write_via_ring(buffers):
+            return
+        with self.lock:
             for buf in buffers:
                 if len(buf) <= self._chunk:  # bytes, or a memoryview of bytes: len is the byte count
                     self.sock.sendall(buf)
@@ -189,9 +198,10 @@ class _FrameWriter:
 
 
 class _ReplyWriter:
-    """Writes one connection's replies in order, large ones on a thread of their own, so the
-    thread that produced a value (a step's executor) goes on computing while its bytes go out.
-    A small reply with nothing queued before it is written at once: no thread hand-off."""
+    """Writes one connection's replies, large ones on a thread of their own, so the thread that
+    produced a value (a step's executor) goes on computing while its bytes go out. A small reply,
+    or one the shared-memory ring has room for (a copy, no waiting on the peer), is written at
+    once when nothing is queued: a thread hand-off can cost milliseconds on a busy machine."""
 
     def __init__(self, writer, name):
         self._writer = writer
@@ -204,22 +214,28 @@ class _ReplyWriter:
         self._thread.start()
 
     def put(self, buffers):
-        inline = len(buffers) == 1 and len(buffers[0]) <= _INLINE_REPLY_BYTES  # encode_frame joins small frames
+        small = len(buffers) == 1 and len(buffers[0]) <= _INLINE_REPLY_BYTES  # encode_frame joins small frames
         with self._cond:
             if self._closed:
                 return
-            if not inline or self._busy or self._queue:
+            if (not small and self._writer.ring is None) or self._busy or self._queue:
                 self._queue.append(buffers)
                 self._cond.notify()
                 return
             self._busy = True
+        written = True
         try:
-            self._writer.write_buffers(buffers)
+            if small:
+                self._writer.write_buffers(buffers)
+            else:
+                written = self._writer.write_via_ring(buffers)
         except OSError:
             self.close()  # the connection is gone; its reader reports it
         finally:
             with self._cond:
                 self._busy = False
+                if not written:  # no room in the ring now: the thread sends it
+                    self._queue.append(buffers)
                 if self._queue:  # waking the thread for nothing costs a GIL hand-off per reply
                     self._cond.notify()
 
