@@ -149,6 +149,7 @@ class Master:
             raise ValueError(f"No worker given for tasks {missing} of the cluster")
         job, index = default_task
         self.default_device = self.cluster_spec.device_name(job, index)
+        self._own_task = _task_name(self.default_device)
         self.config = config_lib.as_config(config)
         self._rendezvous_factory = rendezvous_factory
         self._clock = clock
@@ -521,7 +522,9 @@ class Master:
         except BaseException:
             self._deregister([parts])
             raise
-        return parts
+        # The master's own task last: its part starts at once, while a remote part waits for an
+        # RPC, and its partition would hold the interpreter lock while that call is being made.
+        return sorted(parts, key=lambda part: part.task == self._own_task)
 
     def _deregister(self, signatures):
         for parts in signatures:

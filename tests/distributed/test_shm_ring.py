@@ -123,7 +123,8 @@ def _pull(client, what):
 @pytest.mark.parametrize("server_shm", [True, False])
 def test_a_loopback_connection_moves_large_replies_through_the_ring_and_leaves_no_file(server_shm):
     arrays = {"big": np.random.default_rng(1).standard_normal((512, 300)).astype(np.float32),
-              "small": np.arange(10, dtype=np.int64)}
+              "small": np.arange(10, dtype=np.int64),
+              "strings": np.array([b"x" * 1000] * 100, dtype=object)}  # 100 KB, but strings stay on the stream
     before = _ring_files()
     server = DataChannelServer("127.0.0.1", 0, token=TOKEN, shm=server_shm,
                                on_request=lambda peer, what, encoding, reply: reply(array=arrays[what]))
@@ -132,6 +133,7 @@ def test_a_loopback_connection_moves_large_replies_through_the_ring_and_leaves_n
         for _ in range(40):  # more than the ring holds: its space is freed as replies are read
             np.testing.assert_array_equal(_pull(client, "big"), arrays["big"])
             np.testing.assert_array_equal(_pull(client, "small"), arrays["small"])
+        assert _pull(client, "strings").tolist() == arrays["strings"].tolist()
         assert client.shm is server_shm and client.alive
         assert _ring_files() == before  # unlinked once taken, or once refused
     finally:

@@ -42,6 +42,7 @@ from tensorweave.distributed.transport.frames import (
     FrameReader,
     FrameType,
     encode_frame,
+    ring_payload,
     shm_frame,
 )
 from tensorweave.framework import errors
@@ -172,10 +173,11 @@ class _FrameWriter:
     def write_via_ring(self, buffers):
         """Writes a large TENSOR frame through the peer's ring; False (nothing written) if there is
         no ring, the frame is not one, or the ring has no room for it now."""
-        if self.ring is None or len(buffers) != 2 or buffers[0][5] != FrameType.TENSOR:
+        payload = ring_payload(buffers) if self.ring is not None else None
+        if payload is None:
             return False
         with self.lock:
-            place = self.ring.put(buffers[1])  # under the lock: the ring fills in stream order
+            place = self.ring.put(payload)  # under the lock: the ring fills in stream order
             if place is None:
                 return False
             self.sock.sendall(shm_frame(buffers[0], place))
@@ -381,7 +383,9 @@ class DataChannelServer:
                 elif frame.type is FrameType.REQUEST:
                     self._answer(replies, peer_task, frame)
                 elif frame.type is FrameType.SHM_OFFER and writer.ring is None:
-                    writer.write(FrameType.SHM_ACCEPT, self._take_ring(writer, frame.key, peer))
+                    ring = self._take_ring(frame.key, peer)
+                    writer.write(FrameType.SHM_ACCEPT, ring.name if ring is not None else "")
+                    writer.ring = ring  # only after the answer: no TENSOR_SHM frame may come before it
                 else:
                     raise FrameError(f"unexpected {frame.type.name} frame from a client")
         except FrameError as e:
@@ -404,18 +408,17 @@ class DataChannelServer:
             with self._conns_lock:
                 self._conns.pop(conn, None)
 
-    def _take_ring(self, writer, offer, peer):
+    def _take_ring(self, offer, peer):
         """Maps the shared-memory ring a client on this machine offered ("<name>;<capacity>");
-        returns its name, or "" when it cannot be used (then replies stay on the stream)."""
+        None when it cannot be used (then replies stay on the stream)."""
         name, _, capacity = offer.partition(";")
         if not self._shm or not capacity.isdigit():
-            return ""
+            return None
         try:
-            writer.ring = shm_ring.RingWriter(name, int(capacity))
+            return shm_ring.RingWriter(name, int(capacity))
         except (OSError, ValueError) as e:  # another machine's ring, or not this user's
             _log.info("Data channel peer %s: its shared-memory ring is not used: %s", peer, e)
-            return ""
-        return name
+            return None
 
     def _answer(self, replies, peer_task, frame):
         request_id, sep, what = frame.key.partition(";")

@@ -166,6 +166,14 @@ def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TE
     return [b"".join(parts), payload]
 
 
+def ring_payload(buffers):
+    """The payload of `buffers` (from `encode_frame`) if it may travel through a shared-memory ring:
+    a TENSOR frame with a separate payload (64 KiB or more) of a numeric dtype; else None."""
+    if len(buffers) != 2 or buffers[0][5] != FrameType.TENSOR or buffers[0][6] == _STRING:
+        return None
+    return buffers[1]
+
+
 def shm_frame(header, place):
     """The TENSOR_SHM frame for a TENSOR frame whose payload was copied into the connection's ring
     at `place` = (offset, end) (`shm_ring.RingWriter.put`): `header` is the TENSOR frame's first

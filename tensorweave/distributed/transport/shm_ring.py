@@ -111,7 +111,7 @@ class RingWriter:
             os.close(fd)
         if self._map[:4] != _MAGIC:
             raise RingError(f"ring {name!r} has no ring header")
-        self.capacity = capacity
+        self.name, self.capacity = name, capacity
         self._data = np.frombuffer(self._map, np.uint8, capacity, _HEADER)
         self._head = 0
 
