@@ -13,6 +13,7 @@ from tensorweave.distributed.protocol import (
     add_WorkerServicer_to_server,
     tensorweave_service_pb2 as pb,
 )
+from tensorweave.distributed.transport.data_channel import DataChannelServer
 from tensorweave.distributed.transport.grpc_auth import (
     TOKEN_ENV,
     TOKEN_FILE_ENV,
@@ -168,6 +169,12 @@ def test_interceptor_refuses_empty_token():
     for token in (None, "", "  ", b""):
         with pytest.raises(ValueError):
             TokenAuthInterceptor(token)
+
+
+def test_the_data_channel_refuses_a_blank_token_too():
+    for token in ("", "  ", b""):  # None there means no authentication (on loopback only)
+        with pytest.raises(ValueError, match="not a secret"):
+            DataChannelServer("127.0.0.1", 0, token=token)
 
 
 # -- message limits ---------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from tensorweave.distributed.transport.data_channel import (
     ChannelStats,
     DataChannelClient,
     DataChannelServer,
+)
+from tensorweave.distributed.transport.handshake import (
     HandshakeError,
     client_handshake,
     server_handshake,

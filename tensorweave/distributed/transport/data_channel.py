@@ -1,16 +1,9 @@
 """The tensor data channel between two tasks (DESIGN.md §3, "Wire" and "Security").
 
 One persistent TCP stream per pair of tasks (optionally under TLS), authenticated at connect time
-and then carrying `frames`. The handshake proves knowledge of the cluster token without sending it:
-
-    server -> client   b"TWH1", server nonce (32)
-    client -> server   b"TWH1", client nonce (32), name length u8, task name,
-                       HMAC-SHA256(token, b"tw-client" + server nonce + client nonce + task name)
-    server -> client   status u8 (0 accepted, 1 rejected), HMAC-SHA256(token, b"tw-server" +
-                       client nonce + server nonce) (zeros when rejected)
-
-With `token=None` authentication is off (the MACs are zeros and unchecked), so the server then
-only binds to loopback. Lost peers are found by connection errors and PING/PONG keepalives.
+(`handshake`: it proves knowledge of the cluster token without sending it) and then carrying
+`frames`. With `token=None` authentication is off, so the server then only binds to loopback.
+Lost peers are found by connection errors and PING/PONG keepalives.
 
 Two ways to move a tensor: the client pushes it (`send`, a TENSOR frame handed to the server's
 `on_tensor`), or pulls it (`request`: a REQUEST frame "<id>;<what>" that the server's `on_request`
@@ -25,17 +18,21 @@ through loopback TCP. $TENSORWEAVE_SHM=0 turns this off.
 
 import collections
 import contextlib
-import hashlib
-import hmac
 import ipaddress
 import logging
-import secrets
 import socket
 import threading
 import time
 from dataclasses import dataclass
 
 from tensorweave.distributed.transport import shm_ring
+from tensorweave.distributed.transport.handshake import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    HandshakeError,
+    token_bytes,
+    client_handshake,
+    server_handshake,
+)
 from tensorweave.distributed.transport.frames import (
     FrameError,
     FrameLimits,
@@ -48,95 +45,8 @@ from tensorweave.distributed.transport.frames import (
 from tensorweave.framework import errors
 from tensorweave.framework.errors import UnauthenticatedError, UnavailableError
 
-HANDSHAKE_MAGIC = b"TWH1"
-NONCE_BYTES = 32
-MAX_TASK_NAME_BYTES = 255
-DEFAULT_HANDSHAKE_TIMEOUT = 5.0
-_MAC_BYTES = hashlib.sha256().digest_size
-_NO_MAC = bytes(_MAC_BYTES)
-_ACCEPTED, _REJECTED = 0, 1
 _INLINE_REPLY_BYTES = 64 << 10
 _log = logging.getLogger(__name__)
-
-
-class HandshakeError(Exception):
-    """The peer failed the data channel handshake (bad token, bad bytes, or too slow)."""
-
-
-def _token_bytes(token):
-    if token is None:
-        return None
-    data = token.encode("utf-8") if isinstance(token, str) else bytes(token)
-    if not data:
-        raise ValueError("An empty cluster token is not a secret; pass None to disable authentication")
-    return data
-
-
-def _mac(token, *parts):
-    return _NO_MAC if token is None else hmac.new(token, b"".join(parts), hashlib.sha256).digest()
-
-
-def _recv_exact(sock, n, deadline=None):
-    """Reads exactly n bytes; with a monotonic `deadline` the whole read (not each recv) is bounded."""
-    buf = bytearray(n)
-    view, got = memoryview(buf), 0
-    while got < n:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise HandshakeError("handshake deadline passed")
-            sock.settimeout(remaining)
-        k = sock.recv_into(view[got:])
-        if k == 0:
-            raise HandshakeError(f"connection closed during the handshake ({got} of {n} bytes)")
-        got += k
-    return bytes(buf)
-
-
-def server_handshake(sock, token, deadline=None):
-    """Runs the server side on a connected socket; returns the client's task name or raises HandshakeError.
-
-    `deadline` (time.monotonic() value) bounds the whole exchange, so a slow trickle cannot hold it open.
-    """
-    server_nonce = secrets.token_bytes(NONCE_BYTES)
-    sock.sendall(HANDSHAKE_MAGIC + server_nonce)
-    head = _recv_exact(sock, len(HANDSHAKE_MAGIC) + NONCE_BYTES + 1, deadline)
-    if head[:4] != HANDSHAKE_MAGIC:
-        raise HandshakeError(f"bad handshake magic {head[:4]!r}")
-    client_nonce, name_len = head[4:4 + NONCE_BYTES], head[-1]
-    rest = _recv_exact(sock, name_len + _MAC_BYTES, deadline)
-    name, client_mac = rest[:name_len], rest[name_len:]
-    expected = _mac(token, b"tw-client", server_nonce, client_nonce, name)
-    if token is not None and not hmac.compare_digest(client_mac, expected):
-        sock.sendall(bytes([_REJECTED]) + _NO_MAC)
-        raise HandshakeError("client failed authentication (wrong cluster token)")
-    try:
-        task_name = name.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HandshakeError("task name is not valid utf-8") from None
-    sock.sendall(bytes([_ACCEPTED]) + _mac(token, b"tw-server", client_nonce, server_nonce))
-    return task_name
-
-
-def client_handshake(sock, token, task_name, peer=""):
-    """Runs the client side on a connected socket; raises UnauthenticatedError or UnavailableError."""
-    name = task_name.encode("utf-8")
-    if len(name) > MAX_TASK_NAME_BYTES:
-        raise ValueError(f"task name of {len(name)} bytes exceeds {MAX_TASK_NAME_BYTES}")
-    try:
-        hello = _recv_exact(sock, len(HANDSHAKE_MAGIC) + NONCE_BYTES)
-        if hello[:4] != HANDSHAKE_MAGIC:
-            raise UnavailableError(message=f"{peer} is not a data channel server (bad handshake magic)")
-        server_nonce, client_nonce = hello[4:], secrets.token_bytes(NONCE_BYTES)
-        sock.sendall(HANDSHAKE_MAGIC + client_nonce + bytes([len(name)]) + name
-                     + _mac(token, b"tw-client", server_nonce, client_nonce, name))
-        reply = _recv_exact(sock, 1 + _MAC_BYTES)
-    except (HandshakeError, OSError) as e:
-        raise UnavailableError(message=f"Data channel handshake with {peer} failed: {e}") from e
-    if reply[0] != _ACCEPTED:
-        raise UnauthenticatedError(message=f"Data channel server {peer} rejected our cluster token")
-    if not hmac.compare_digest(reply[1:], _mac(token, b"tw-server", client_nonce, server_nonce)):
-        raise UnauthenticatedError(message=f"Data channel server {peer} could not prove the cluster token")
 
 
 def _is_loopback(host):
@@ -293,7 +203,7 @@ class DataChannelServer:
     def __init__(self, host="127.0.0.1", port=0, token=None, on_tensor=None, *, on_request=None,
                  ssl_context=None, limits=FrameLimits(), handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
                  idle_timeout=60.0, max_connections=256, on_error=None, shm=True):
-        self._token = _token_bytes(token)
+        self._token = token_bytes(token)
         self._shm = shm  # take shared-memory rings clients on this machine offer (`shm_ring`)
         if self._token is None and not _is_loopback(host):
             raise ValueError(f"Refusing to serve the data channel on non-loopback host {host!r} without a "
@@ -509,7 +419,7 @@ class DataChannelClient:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ssl_context is not None:
                 sock = ssl_context.wrap_socket(raw, server_hostname=server_hostname or host.strip("[]"))
-            client_handshake(sock, _token_bytes(token), task_name, peer=address)
+            client_handshake(sock, token_bytes(token), task_name, peer=address)
         except BaseException as e:
             _close_socket(sock)
             if isinstance(e, OSError):

@@ -20,6 +20,8 @@ import os
 
 import grpc
 
+from tensorweave.distributed.transport.handshake import token_bytes
+
 AUTH_METADATA_KEY = "authorization"
 _BEARER = "Bearer "
 TOKEN_ENV = "TENSORWEAVE_CLUSTER_TOKEN"
@@ -34,10 +36,7 @@ _MAX_TOKEN_FILE_BYTES = 64 << 10
 def _token_bytes(token):
     if token is None:
         raise ValueError("A cluster token is required (see grpc_auth.token_from)")
-    data = token.encode("utf-8") if isinstance(token, str) else bytes(token)
-    if not data.strip():
-        raise ValueError("An empty cluster token is not a secret; set a non-empty token")
-    return data
+    return token_bytes(token)
 
 
 def _digest(data):
