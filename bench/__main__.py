@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 
+from bench import write_json
 from bench.run_one import FRAMEWORKS
 from bench.workloads import CHAIN_LEN, WORKLOADS
 
@@ -348,8 +349,7 @@ def main(argv=None):
            "targets_vs_tf": TARGETS, "elapsed_s": elapsed,
            "results": [results[(fw, wl)] for wl, fw in jobs]}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
+        write_json(doc, args.json, say=False)
     if args.suite == "all":
         print()
         sys.stdout.flush()
@@ -381,9 +381,7 @@ def run_distributed(args, frameworks, doc=None):
         opts.parts = "transfer"
     doc = dict(doc or {}, distributed=distributed.run(opts))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
-        print("results written to %s" % args.json)
+        write_json(doc, args.json)
     return 0
 
 

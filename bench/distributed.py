@@ -34,6 +34,8 @@ import tempfile
 import threading
 import time
 
+from bench import write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("transfer", "training", "compression")
 FRAMEWORKS = ("tensorweave", "tf")
@@ -537,9 +539,7 @@ def main(argv=None):
     opts = ap.parse_args(argv)
     doc = run(opts)
     if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump(doc, f, indent=1)
-        print("results written to %s" % opts.json)
+        write_json(doc, opts.json)
     ok = all(r.get("ok", True) for r in doc.get("training", []) + doc.get("compression", [])) \
         and doc.get("transfer", {}).get("ok", True)
     return 0 if ok else 1

@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from bench import distributed
+from bench import distributed, write_json
 from bench.distributed import (
     ChildError,
     ForeignLoad,
@@ -291,9 +291,7 @@ def main(argv=None):
     opts = ap.parse_args(argv)
     doc = run(opts)
     if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump(doc, f, indent=1)
-        print("results written to %s" % opts.json)
+        write_json(doc, opts.json)
     return 0 if all(r.get("ok") for r in doc["rows"]) else 1
 
 

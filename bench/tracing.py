@@ -19,10 +19,10 @@ per-op cost of tracing, where the kernels themselves take well under a microseco
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
+from bench import write_json
 from bench.run_one import THREADS, LoadMeter
 from bench.workloads import (CHAIN_LEN, MLP_BATCH, build_chain, build_mlp, chain_input, make_classification_data,
                              make_session, mlp_init_params)
@@ -146,8 +146,7 @@ def run(argv=None):
     results = [measure(w, rounds, block_s, args.threads) for w in workloads]
     report(results)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"tracing": results}, f, indent=1)
+        write_json({"tracing": results}, args.json, say=False)
     return results
 
 
