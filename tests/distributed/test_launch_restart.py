@@ -73,72 +73,68 @@ def _identities(out, task):
     return [line.split(" identity ")[1] for line in out.splitlines() if line.startswith(f"[{task}] run ")]
 
 
-def test_a_task_killed_once_is_restarted_with_the_same_config_and_the_launch_succeeds(tmp_path):
-    process, pids_dir, runs_dir = _start(tmp_path, {"ps:0": "sleep", "worker:1": "kill_self_once"},
-                                         ["--ps", "1", "--workers", "2", "--restart", "on-failure",
-                                          "--max-restarts", "2"])
+def _launch_to_end(tmp_path, behaviour, launch_args):
+    """Runs a launch until it exits; returns (exit status, stdout, stderr, runs_dir, pids of tasks
+    still alive then). Every task is killed before it returns."""
+    process, pids_dir, runs_dir = _start(tmp_path, behaviour, launch_args)
     try:
         out, err = process.communicate(timeout=TIMEOUT_S)
-        assert process.returncode == 0, (out, err)
-        assert "tensorweave launch: restarting worker:1 (exit 137), restart 1 of 2" in err.splitlines()
-        assert err.count("restarting") == 1
-        assert _runs(runs_dir, "worker-1") == 2 and _runs(runs_dir, "worker-0") == 1
-        first, second = _identities(out, "worker:1")  # same TF_CONFIG (task, ports), token, arguments
-        assert first == second
-        assert "[worker:1] worker:1 done" in out.splitlines()
-        assert not any(_alive(pid) for pid in _pids(pids_dir).values())
+        survivors = [pid for pid in _pids(pids_dir).values() if _alive(pid)]
     finally:
         _kill_all(process, pids_dir)
+    return process.returncode, out, err, runs_dir, survivors
+
+
+def test_a_task_killed_once_is_restarted_with_the_same_config_and_the_launch_succeeds(tmp_path):
+    status, out, err, runs_dir, survivors = _launch_to_end(
+        tmp_path, {"ps:0": "sleep", "worker:1": "kill_self_once"},
+        ["--ps", "1", "--workers", "2", "--restart", "on-failure", "--max-restarts", "2"])
+    assert status == 0, (out, err)
+    assert "tensorweave launch: restarting worker:1 (exit 137), restart 1 of 2" in err.splitlines()
+    assert err.count("restarting") == 1
+    assert _runs(runs_dir, "worker-1") == 2 and _runs(runs_dir, "worker-0") == 1
+    first, second = _identities(out, "worker:1")  # same TF_CONFIG (task, ports), token, arguments
+    assert first == second
+    assert "[worker:1] worker:1 done" in out.splitlines()
+    assert survivors == []
 
 
 @pytest.mark.slow  # over 1.4 s: keeps the everyday loop short
 def test_a_task_that_always_fails_uses_up_its_restarts_and_fails_the_launch(tmp_path):
-    process, pids_dir, runs_dir = _start(tmp_path, {"ps:0": "sleep", "worker:0": "sleep", "worker:1": "fail"},
-                                         ["--ps", "1", "--workers", "2", "--restart", "on-failure",
-                                          "--max-restarts", "2"])
-    try:
-        out, err = process.communicate(timeout=TIMEOUT_S)
-        assert process.returncode == 3, (out, err)
-        lines = err.splitlines()
-        assert "tensorweave launch: restarting worker:1 (exit 3), restart 1 of 2" in lines
-        # Failing again at once, it waits before its next start.
-        assert "tensorweave launch: restarting worker:1 (exit 3) in 1 s, restart 2 of 2" in lines
-        assert "tensorweave launch: worker:1 exited with status 3 after 2 restarts" in lines
-        assert _runs(runs_dir, "worker-1") == 3
-        assert not any(_alive(pid) for pid in _pids(pids_dir).values())
-    finally:
-        _kill_all(process, pids_dir)
+    status, out, err, runs_dir, survivors = _launch_to_end(
+        tmp_path, {"ps:0": "sleep", "worker:0": "sleep", "worker:1": "fail"},
+        ["--ps", "1", "--workers", "2", "--restart", "on-failure", "--max-restarts", "2"])
+    assert status == 3, (out, err)
+    lines = err.splitlines()
+    assert "tensorweave launch: restarting worker:1 (exit 3), restart 1 of 2" in lines
+    # Failing again at once, it waits before its next start.
+    assert "tensorweave launch: restarting worker:1 (exit 3) in 1 s, restart 2 of 2" in lines
+    assert "tensorweave launch: worker:1 exited with status 3 after 2 restarts" in lines
+    assert _runs(runs_dir, "worker-1") == 3
+    assert survivors == []
 
 
 @pytest.mark.slow
 def test_a_task_failing_again_and_again_at_once_backs_off_doubling(tmp_path):
     started = time.monotonic()
-    process, pids_dir, runs_dir = _start(tmp_path, {"ps:0": "sleep", "worker:0": "fail"},
-                                         ["--ps", "1", "--workers", "1", "--restart", "on-failure",
-                                          "--max-restarts", "3"])
-    try:
-        out, err = process.communicate(timeout=TIMEOUT_S)
-        assert process.returncode == 3, (out, err)
-        restarts = [line for line in err.splitlines() if "restarting worker:0" in line]
-        assert restarts == ["tensorweave launch: restarting worker:0 (exit 3), restart 1 of 3",
-                            "tensorweave launch: restarting worker:0 (exit 3) in 1 s, restart 2 of 3",
-                            "tensorweave launch: restarting worker:0 (exit 3) in 2 s, restart 3 of 3"]
-        assert _runs(runs_dir, "worker-0") == 4
-        assert time.monotonic() - started >= 3.0
-    finally:
-        _kill_all(process, pids_dir)
+    status, out, err, runs_dir, _ = _launch_to_end(
+        tmp_path, {"ps:0": "sleep", "worker:0": "fail"},
+        ["--ps", "1", "--workers", "1", "--restart", "on-failure", "--max-restarts", "3"])
+    assert status == 3, (out, err)
+    restarts = [line for line in err.splitlines() if "restarting worker:0" in line]
+    assert restarts == ["tensorweave launch: restarting worker:0 (exit 3), restart 1 of 3",
+                        "tensorweave launch: restarting worker:0 (exit 3) in 1 s, restart 2 of 3",
+                        "tensorweave launch: restarting worker:0 (exit 3) in 2 s, restart 3 of 3"]
+    assert _runs(runs_dir, "worker-0") == 4
+    assert time.monotonic() - started >= 3.0
 
 
 def test_without_restart_a_failure_ends_the_launch_at_once(tmp_path):
-    process, pids_dir, runs_dir = _start(tmp_path, {"ps:0": "sleep", "worker:0": "fail"},
-                                         ["--ps", "1", "--workers", "1"])
-    try:
-        out, err = process.communicate(timeout=TIMEOUT_S)
-        assert process.returncode == 3, (out, err)
-        assert "restarting" not in err and "tensorweave launch: worker:0 exited with status 3" in err.splitlines()
-        assert _runs(runs_dir, "worker-0") == 1
-    finally:
-        _kill_all(process, pids_dir)
+    status, out, err, runs_dir, _ = _launch_to_end(tmp_path, {"ps:0": "sleep", "worker:0": "fail"},
+                                                   ["--ps", "1", "--workers", "1"])
+    assert status == 3, (out, err)
+    assert "restarting" not in err and "tensorweave launch: worker:0 exited with status 3" in err.splitlines()
+    assert _runs(runs_dir, "worker-0") == 1
 
 
 def test_a_ps_killed_by_sigkill_is_restarted(tmp_path):
