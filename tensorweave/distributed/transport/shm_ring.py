@@ -9,7 +9,7 @@ holding the array's dtype and shape and where its bytes lie; the client copies t
 the space free. Replies keep their order, small ones and everything else stay on the stream, and
 a reply that does not fit in the free space goes on the stream too.
 
-Layout: a 64-byte header (magic, then the reader's consumed position, a u64 at `_TAIL`), then the
+Layout: a 64-byte header (magic, then the reader's consumed position, a u64 at `_TAIL_AT`), then the
 data area. Positions count bytes ever written (they never wrap); the byte at position p lives at
 data offset p % capacity. The writer alone moves the head (in its memory); the reader alone moves
 the tail (in the header). x86 and ARM both make a copy done before the frame is sent visible to a
