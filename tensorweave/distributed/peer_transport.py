@@ -111,6 +111,21 @@ class PeerTransport:
         self._start(peer, fetch, key, step_id, encoding)
         return fetch.cancel
 
+    def call(self, task, method, payload, deliver):
+        """Calls Worker method `method` of `task` over its data channel (`DataChannelClient.call`)
+        and returns `cancel(error)`; or returns None at once, without calling `deliver`, when no
+        channel to `task` is connected now (one is then made for later calls, as a fetch makes it)."""
+        peer = self._peers.get(task)
+        if peer is None or self._closed:
+            return None
+        with peer.lock:
+            channel = peer.channel if peer.channel is not None and peer.channel.alive else None
+            if channel is None and peer.waiting is None and self._clock() >= peer.fallback_until:
+                peer.waiting = []
+                threading.Thread(target=self._connect, args=(peer,), daemon=True,
+                                 name=f"tw-connect:{peer.task}").start()
+        return None if channel is None else channel.call(method, payload, deliver)
+
     def channels(self):
         """{task: data channel address} of the live connections (for diagnostics and tests)."""
         return {p.task: p.channel.address for p in self._peers.values()

@@ -4,7 +4,8 @@ The server's `Master` reaches its own task's `Worker` in-process and every other
 gRPC client made now but connected on first use. Each task owns the rendezvous of its steps
 (`remote_rendezvous.StepRendezvousTable`): a partition receiving a tensor made on another task
 pulls it over the producer's data channel (a second port, announced in GetStatus), or over
-Worker.RecvTensor where that port cannot be reached (`peer_transport`).
+Worker.RecvTensor where that port cannot be reached (`peer_transport`). The master's RunGraph calls
+take the data channel too once it is connected (`_on_data_call` serves them).
 
 Security: with a cluster token (`ConfigProto.cluster_token`, or the environment; see
 `grpc_auth.token_from`) every call and data channel connection must carry it; without one the
@@ -18,6 +19,7 @@ import threading
 import weakref
 
 import grpc
+import numpy as np
 
 from tensorweave.distributed import grpc_services, peer_transport
 from tensorweave.distributed.cluster import ClusterSpec, _split_host_port, free_ports
@@ -97,6 +99,8 @@ class Server:
         self.transport = peer_transport.PeerTransport(
             self.task_name, remote, token, ssl_context=tls.client_ssl_context(tls_files),
             keepalive_interval=grpc_auth.keepalive_seconds())
+        for client in self._clients.values():
+            client.data_calls = self.transport.call
         self.rendezvous = StepRendezvousTable(self.task_name, self.transport.fetch)
         peers[self.task_name] = grpc_services.LocalWorkerClient(self.worker, self.rendezvous)
         if data_port is not None:
@@ -104,7 +108,11 @@ class Server:
                 bind_host, data_port, token, ssl_context=tls.server_ssl_context(tls_files),
                 idle_timeout=6 * grpc_auth.keepalive_seconds(),  # clients ping every K
                 on_request=lambda peer, what, encoding, reply: peer_transport.answer_request(
-                    self.rendezvous, peer, what, encoding, reply))
+                    self.rendezvous, peer, what, encoding, reply),
+                on_call=self._on_data_call)
+            # RunGraph calls over the data channel block for a step: never on its reader thread.
+            self._data_calls = concurrent.futures.ThreadPoolExecutor(
+                max_handler_threads, thread_name_prefix="tensorweave-dc-call")
         workers = {task: grpc_services.AbortForwardingWorker(c, peers) for task, c in peers.items()}
         self.master = Master(cluster, workers, default_task=(job_name, task_index), config=self.config,
                              rendezvous_factory=grpc_services.NullStepRendezvous)
@@ -206,9 +214,25 @@ class Server:
         self._server.stop(grace).wait(grace + 5.0)
         if self._data_server is not None:
             self._data_server.stop()
+            self._data_calls.shutdown(wait=False)
         self.transport.close()
         for client in self._clients.values():
             client.close()
+
+    def _on_data_call(self, peer, method, payload, reply):
+        """Answers a Worker call that came over the data channel (`grpc_services.DATA_CALLS`), on a
+        thread of its own: a RunGraph lasts a step, while the reader serves the step's pulls."""
+        def run():
+            try:
+                response = grpc_services.serve_data_call(self.worker, self.rendezvous, method, payload)
+            except errors.OpError as e:
+                reply(error=e)
+            else:
+                reply(array=np.frombuffer(response, np.uint8))
+        try:
+            self._data_calls.submit(run)
+        except RuntimeError:  # the pool was shut down: this server is stopping
+            reply(error=errors.UnavailableError(None, None, f"Task {self.task_name} is stopping"))
 
     def collect_idle(self):
         """Closes the master's sessions and releases the worker's graphs that no step used for

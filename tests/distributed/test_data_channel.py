@@ -146,7 +146,7 @@ def test_encode_refuses_bad_fields(kwargs, match):
 
 def test_encode_enforces_limits():
     with pytest.raises(FrameError, match="key"):
-        encode_frame("k" * 2000, np.ones(1))
+        encode_frame("k" * 10000, np.ones(1))
     with pytest.raises(FrameError, match="limit"):
         encode_frame("k", np.ones(100), limits=FrameLimits(max_payload_bytes=64))
 
@@ -159,12 +159,14 @@ def _bad_frames():
         (_raw_prefix(version=9) + good[20:], "version"),
         (_raw_prefix(ftype=77), "frame type"),
         (_raw_prefix(reserved=1), "reserved"),
-        (_raw_prefix(key_len=5000), "key length"),
+        (_raw_prefix(key_len=9000), "key length"),
         (_raw_prefix(enc_len=200), "encoding name length"),
         (_raw_prefix(rank=33), "rank"),
         (_raw_prefix(mask=0x80), "meta"),
         (_raw_prefix(nbytes=1 << 40), "exceeds"),
         (_raw_prefix(ftype=3, nbytes=4), "PING"),
+        (_raw_prefix(ftype=11, code=1, nbytes=4) + b"k" + b"none" + dims, "CALL frame must carry a 1-D uint8"),
+        (_raw_prefix(ftype=11, code=4, rank=2, nbytes=1) + b"k" + b"none" + dims + dims, "CALL frame must"),
         (_raw_prefix(code=20) + b"k" + b"none" + dims, "dtype enum 20"),  # DT_RESOURCE
         (_raw_prefix(code=7) + b"k" + b"none" + dims, "needs more than"),  # DT_STRING, no room for lengths
         (_raw_prefix(code=99) + b"k" + b"none" + dims, "dtype enum 99"),
@@ -524,6 +526,75 @@ def test_a_server_without_on_request_answers_unimplemented(server):
         replies = _Replies()
         client.request("k", replies)
         assert isinstance(replies.get()[1], UnimplementedError)
+    finally:
+        client.close()
+
+
+# -- calls: a serialized request, answered like a pull -----------------------------------------------
+
+@pytest.fixture
+def calling():
+    """A server whose `on_call` parks each call; the test answers it."""
+    parked = queue.Queue()
+    srv = DataChannelServer(port=0, token=TOKEN, on_call=lambda peer, method, payload, reply: parked.put(
+        (peer, method, payload, reply)))
+    srv.parked = parked
+    client = DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "/job:worker/task:0")
+    try:
+        yield srv, client
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_a_call_carries_its_payload_and_gets_the_reply(calling):
+    srv, client = calling
+    replies = _Replies()
+    request = np.frombuffer(b"serialized request", np.uint8)
+    client.call("RunGraph", request, replies)
+    peer, method, payload, reply = srv.parked.get(timeout=WAIT)
+    assert (peer, method, payload.tobytes()) == ("/job:worker/task:0", "RunGraph", b"serialized request")
+    response = np.frombuffer(b"x" * (100 << 10), np.uint8)  # large enough for the shared-memory ring
+    reply(array=response)
+    frame, error = replies.get()
+    assert error is None and frame.array.tobytes() == response.tobytes()
+    assert srv.stats.calls == 1
+
+
+def test_a_failed_call_keeps_the_error_class_and_the_connection(calling):
+    srv, client = calling
+    replies = _Replies()
+    client.call("RunGraph", np.zeros(0, np.uint8), replies)
+    srv.parked.get(timeout=WAIT)[3](error=NotFoundError(None, None, "graph handle 'g' is not registered"))
+    frame, error = replies.get()
+    assert frame is None and isinstance(error, NotFoundError) and "'g' is not registered" in error.message
+    assert client.ping() < WAIT
+
+
+def test_a_call_needs_a_byte_payload(calling):
+    _, client = calling
+    replies = _Replies()
+    client.call("RunGraph", np.ones(3, np.float32), replies)
+    assert isinstance(replies.get()[1], InvalidArgumentError)
+    assert client.ping() < WAIT  # nothing was sent
+
+
+def test_a_call_in_flight_fails_when_the_server_goes(calling):
+    srv, client = calling
+    replies = _Replies()
+    client.call("RunGraph", np.zeros(4, np.uint8), replies)
+    srv.parked.get(timeout=WAIT)
+    srv.stop()
+    assert isinstance(replies.get()[1], UnavailableError)
+
+
+def test_a_server_without_on_call_answers_unimplemented(server):
+    client = DataChannelClient(f"127.0.0.1:{server.port}", TOKEN, "w0")
+    try:
+        replies = _Replies()
+        client.call("RunGraph", np.zeros(4, np.uint8), replies)
+        error = replies.get()[1]
+        assert isinstance(error, UnimplementedError) and "CALL" in error.message
     finally:
         client.close()
 

@@ -1,6 +1,6 @@
 """A peer that stops answering (SIGSTOP: its sockets stay open, nothing resets them) is found by
-liveness checks: data channel PING/PONG for tensors awaited from it, Worker.Health polls for a
-step call running on it. The step fails with UnavailableError naming the task within a few
+liveness checks: data channel PING/PONG for tensors awaited from it and for a step call running
+on it over that channel, Worker.Health polls for one running over gRPC. The step fails with UnavailableError naming the task within a few
 keepalive intervals, long before the step's own deadline, and never hangs."""
 
 import os
@@ -26,14 +26,17 @@ DETECT_WITHIN_S = 12.0  # the data channel gives up after about 4 K, the master 
 
 
 @pytest.fixture
-def cluster(monkeypatch):
-    """A PS process and an in-process worker server, all pinging every KEEPALIVE_S."""
+def cluster(monkeypatch, request):
+    """A PS process and an in-process worker server, all pinging every KEEPALIVE_S. Parametrized
+    indirectly with False, the PS has no data channel (every call to it goes over gRPC)."""
+    data_port = 0 if getattr(request, "param", True) else None
     monkeypatch.setenv("TENSORWEAVE_KEEPALIVE_SECONDS", str(KEEPALIVE_S))
     ps_port, worker_port = free_ports(2)
     spec = ClusterSpec({"ps": [f"127.0.0.1:{ps_port}"], "worker": [f"127.0.0.1:{worker_port}"]})
     script = textwrap.dedent(f"""
         import tensorweave as tf
-        server = tf.train.Server({spec.as_dict()!r}, "ps", 0, config=tf.ConfigProto(cluster_token={TOKEN!r}))
+        server = tf.train.Server({spec.as_dict()!r}, "ps", 0, config=tf.ConfigProto(cluster_token={TOKEN!r}),
+                                 data_port={data_port!r})
         server.join()
     """)
     ps = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
@@ -48,6 +51,25 @@ def cluster(monkeypatch):
         ps.send_signal(signal.SIGCONT)
         ps.kill()
         ps.wait(timeout=30)
+
+
+def _stop(process):
+    """SIGSTOPs `process` and waits (bounded) until every thread of it has stopped: a thread busy on
+    another core stops a moment after the signal, in time to answer a fast call."""
+    process.send_signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 5.0
+    task_dir = f"/proc/{process.pid}/task"
+    while os.path.isdir(task_dir) and time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:  # the thread ended
+                pass
+        if all(state in "Tt" for state in states):
+            return
+        time.sleep(0.005)
 
 
 def _step_fails_fast(sess, fetch):
@@ -74,13 +96,14 @@ def test_a_silent_ps_fails_a_cross_task_step_through_data_channel_keepalives(clu
         with tf.Session(worker.target, config=config) as sess:
             sess.run(v.initializer)
             assert sess.run(total) == 3 * 64 * 64  # the data channel to the PS is up
-            ps.send_signal(signal.SIGSTOP)
+            _stop(ps)
             _step_fails_fast(sess, total)
             assert sess.run(local) == 8.0  # steps that do not touch the PS still run
 
 
 @pytest.mark.slow
-def test_a_silent_ps_fails_a_step_that_runs_only_there_through_health_checks(cluster):
+@pytest.mark.parametrize("cluster", [True, False], indirect=True, ids=["data-channel", "grpc-health"])
+def test_a_silent_ps_fails_a_step_that_runs_only_there(cluster):
     ps, worker = cluster
     with tf.Graph().as_default():
         with tf.device("/job:ps/task:0"):
@@ -89,7 +112,7 @@ def test_a_silent_ps_fails_a_step_that_runs_only_there_through_health_checks(clu
         with tf.Session(worker.target, config=tf.ConfigProto(cluster_token=TOKEN)) as sess:
             sess.run(v.initializer)
             np.testing.assert_array_equal(sess.run(doubled), [2.0, 2.0, 2.0])
-            ps.send_signal(signal.SIGSTOP)
+            _stop(ps)
             _step_fails_fast(sess, doubled)
 
 

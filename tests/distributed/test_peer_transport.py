@@ -1,6 +1,7 @@
 """Tensors between tasks travel on the data channel, fall back to gRPC when it cannot be reached,
 and both ports serve TLS (and mutual TLS) from certificate files."""
 
+import queue
 
 import numpy as np
 import pytest
@@ -173,3 +174,50 @@ def test_a_requester_that_disconnects_leaves_no_waiter_behind():
         assert table.steps() == []  # withdrawn when the requester went
     finally:
         server.stop()
+
+
+# -- RunGraph over the data channel --------------------------------------------------------------
+
+def test_run_graph_goes_over_the_data_channel_once_it_is_connected():
+    with _Cluster() as c:
+        with tf.Graph().as_default():
+            with tf.device("/job:ps/task:0"):
+                v = tf.Variable(VALUE, name="v")
+                bad = tf.debugging.check_numerics(v / 0.0, "v over zero")
+            with tf.device("/job:worker/task:0"):
+                y = tf.reduce_sum(v * 2.0)
+            with tf.Session(c.worker.target, config=c.config) as sess:
+                sess.run(v.initializer)
+                for _ in range(3):
+                    assert sess.run(y) == pytest.approx(2 * VALUE.sum(dtype=np.float64), rel=1e-5)
+                assert c.ps._data_server.stats.calls >= 2  # the first step connected the channel
+                calls = c.ps._data_server.stats.calls
+                # An op failing on the PS fails the step with its own error, as over gRPC.
+                with pytest.raises(errors.InvalidArgumentError, match="v over zero") as raised:
+                    sess.run(bad)
+                assert raised.value.op is not None and raised.value.op.name == bad.op.name
+                assert c.ps._data_server.stats.calls == calls + 1
+                assert sess.run(y) == pytest.approx(2 * VALUE.sum(dtype=np.float64), rel=1e-5)
+
+
+def test_malformed_data_channel_calls_get_errors_and_the_server_keeps_serving():
+    from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
+    from tensorweave.distributed.transport.data_channel import DataChannelClient
+
+    with _Cluster() as c:
+        client = DataChannelClient(f"127.0.0.1:{c.ps.data_port}", TOKEN, "/job:worker/replica:0/task:0")
+        try:
+            def call(method, data):
+                answers = queue.Queue()
+                client.call(method, np.frombuffer(data, np.uint8), lambda frame, error: answers.put(error))
+                return answers.get(timeout=5)
+
+            assert isinstance(call("DeleteEverything", b""), errors.UnimplementedError)
+            error = call("RunGraph", b"\xff\xff\xff garbage")
+            assert isinstance(error, errors.InvalidArgumentError) and "RunGraphRequest" in error.message
+            error = call("RunGraph", pb.RunGraphRequest(graph_handle="no-such-graph", step_id=1).SerializeToString())
+            assert isinstance(error, errors.OpError) and "no-such-graph" in error.message
+        finally:
+            client.close()
+        out, _ = _cross_task_sum(c.worker.target, c.config)
+        assert out == pytest.approx(2 * VALUE.sum(dtype=np.float64), rel=1e-5)

@@ -9,6 +9,8 @@ Two ways to move a tensor: the client pushes it (`send`, a TENSOR frame handed t
 `on_tensor`), or pulls it (`request`: a REQUEST frame "<id>;<what>" that the server's `on_request`
 answers, whenever the value is ready, with a TENSOR frame keyed "<id>" or a FAILED frame
 "<id>;<TF error code>;<message>"). Pulls are how step rendezvous fetch tensors from peers.
+A `call` is a pull whose CALL frame carries a serialized request for the server's `on_call`
+(the master's per-step RunGraph): a reply in the same form, without gRPC's latency.
 
 A client whose server is on this machine (a loopback address) offers a shared-memory ring for
 the replies (`shm_ring`, frames SHM_OFFER/SHM_ACCEPT); a server that can map it privately then
@@ -185,6 +187,7 @@ class ChannelStats:
     bad_frames: int = 0
     frames: int = 0
     payload_bytes: int = 0
+    calls: int = 0
 
 
 class DataChannelServer:
@@ -195,12 +198,14 @@ class DataChannelServer:
     answers a pull: it must call `reply(array=..., encoding=..., meta=...)` or `reply(error=...)`
     once, from any thread, now or later (`peer` is the client's task name from the handshake). It
     may return a function, called if the connection ends before the reply was made (so whatever
-    waits to answer can stop waiting).
+    waits to answer can stop waiting). `on_call(peer, method, payload, reply)` answers a call the
+    same way (`payload` a 1-D uint8 array); it runs on the reader thread too, so it must hand
+    anything that blocks to another thread.
     One accept thread plus one thread per connection. With `token=None` the server refuses any
     non-loopback `host`.
     """
 
-    def __init__(self, host="127.0.0.1", port=0, token=None, on_tensor=None, *, on_request=None,
+    def __init__(self, host="127.0.0.1", port=0, token=None, on_tensor=None, *, on_request=None, on_call=None,
                  ssl_context=None, limits=FrameLimits(), handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
                  idle_timeout=60.0, max_connections=256, on_error=None, shm=True):
         self._token = token_bytes(token)
@@ -210,6 +215,7 @@ class DataChannelServer:
                              "cluster token: anyone on the network could inject tensors")
         self._on_tensor = on_tensor or (lambda key, array, encoding, meta: None)
         self._on_request = on_request
+        self._on_call = on_call
         self._on_error = on_error
         self._ssl = ssl_context
         self._limits = limits
@@ -291,7 +297,10 @@ class DataChannelServer:
                     except Exception as e:  # the sender learns why its tensor was not taken
                         writer.write(FrameType.ERROR, f"{type(e).__name__}: {e}"[:self._limits.max_key_bytes // 4])
                 elif frame.type is FrameType.REQUEST:
-                    self._answer(replies, peer_task, frame)
+                    self._answer(replies, frame, self._on_request, peer_task, frame.encoding)
+                elif frame.type is FrameType.CALL:
+                    self._count(calls=1)
+                    self._answer(replies, frame, self._on_call, peer_task, array=frame.array)
                 elif frame.type is FrameType.SHM_OFFER and writer.ring is None:
                     ring = self._take_ring(frame.key, peer)
                     writer.write(FrameType.SHM_ACCEPT, ring.name if ring is not None else "")
@@ -330,10 +339,12 @@ class DataChannelServer:
             _log.info("Data channel peer %s: its shared-memory ring is not used: %s", peer, e)
             return None
 
-    def _answer(self, replies, peer_task, frame):
+    def _answer(self, replies, frame, handler, peer_task, encoding=None, array=None):
+        """Hands a REQUEST (`handler(peer_task, what, encoding, reply)`) or a CALL (`handler(peer_task,
+        method, array, reply)`) to its handler, with the `reply` that answers it once."""
         request_id, sep, what = frame.key.partition(";")
         if not sep or not request_id.isdigit():
-            raise FrameError(f"REQUEST key {frame.key[:64]!r} is not \"<id>;<what>\"")
+            raise FrameError(f"{frame.type.name} key {frame.key[:64]!r} is not \"<id>;<what>\"")
         answered = threading.Lock()
 
         def reply(array=None, encoding="none", meta=None, error=None):
@@ -353,11 +364,12 @@ class DataChannelServer:
             replies.put(encode_frame(_failure_key(request_id, error, self._limits), None,
                                      frame_type=FrameType.FAILED, limits=self._limits))
 
-        if self._on_request is None:
-            reply(error=errors.UnimplementedError(None, None, "This data channel server answers no requests"))
+        if handler is None:
+            reply(error=errors.UnimplementedError(None, None, f"This data channel server answers no "
+                                                  f"{frame.type.name} frames"))
             return
         try:
-            withdraw = self._on_request(peer_task, what, frame.encoding, reply)
+            withdraw = handler(peer_task, what, encoding if array is None else array, reply)
         except Exception as e:  # noqa: BLE001 - the requester learns why, the connection lives on
             if not answered.locked():
                 reply(error=e)
@@ -463,13 +475,22 @@ class DataChannelClient:
         encoding and meta as the server sent them), or with an error: the server's (same TF error
         class), UnavailableError if the connection is lost first, or the one given to `cancel`.
         """
+        return self._ask(FrameType.REQUEST, what, None, encoding, deliver)
+
+    def call(self, method, payload, deliver):
+        """Calls the server's `on_call` with `payload` (a 1-D uint8 array, the serialized request)
+        and returns `cancel(error)` at once; `deliver(frame, error)` as for `request`, the reply's
+        array holding the serialized response."""
+        return self._ask(FrameType.CALL, method, payload, "none", deliver)
+
+    def _ask(self, frame_type, what, array, encoding, deliver):
         with self._pong_cond:
             self._seq += 1
             request_id = str(self._seq)
             self._requests[request_id] = deliver
         try:
             self._check_alive()
-            self._writer.write(FrameType.REQUEST, f"{request_id};{what}", None, encoding)
+            self._writer.write(frame_type, f"{request_id};{what}", array, encoding)
         except UnavailableError as e:
             self._settle(request_id, None, e)
         except FrameError as e:

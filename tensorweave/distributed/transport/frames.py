@@ -29,7 +29,7 @@ VERSION = 1
 MAX_RANK = 32
 MAX_ENCODING_LENGTH = 32
 DEFAULT_MAX_PAYLOAD_BYTES = 1 << 30
-DEFAULT_MAX_KEY_BYTES = 1024
+DEFAULT_MAX_KEY_BYTES = 8192  # a FAILED frame's error message fits, as in gRPC's 8 KiB of status metadata
 
 ENCODINGS = frozenset(("none", "bfloat16_truncate", "bfloat16", "float16", "int8"))
 _ENCODING_BYTES = {name: name.encode("ascii") for name in ENCODINGS}
@@ -66,10 +66,14 @@ class FrameType(enum.IntEnum):
     #                 the stream payload is two u64, the position of the bytes and the ring's new tail
     SHM_OFFER = 9  # client -> server: the key carries "<ring name>;<capacity>"
     SHM_ACCEPT = 10  # server -> client: the key carries the ring's name, or "" if not taken
+    CALL = 11  # client -> server: the key carries "<request id>;<method>", the payload (1-D uint8) the
+    #            serialized request; answered as a REQUEST is, its TENSOR the serialized response
 
 
 _FRAME_TYPES = {int(t): t for t in FrameType}
 _TENSOR_TYPES = (FrameType.TENSOR, FrameType.TENSOR_SHM)
+_PAYLOAD_TYPES = (*_TENSOR_TYPES, FrameType.CALL)
+_U8 = 4  # TF's DT_UINT8, the dtype of a CALL frame's payload
 _SHM_PLACE = struct.Struct("<QQ")
 
 
@@ -98,7 +102,7 @@ class FrameLimits:
 
 @dataclass
 class Frame:
-    """One decoded frame. `array` is None except for TENSOR frames."""
+    """One decoded frame. `array` is None except for TENSOR and CALL frames."""
 
     type: FrameType
     key: str = ""
@@ -130,7 +134,10 @@ def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TE
     key_bytes = _check_key(key, limits)
     enc_bytes = _check_encoding(encoding)
     mask, meta_values = _pack_meta(meta) if meta else _NO_META
-    if frame_type is FrameType.TENSOR:
+    if frame_type is FrameType.CALL and not (isinstance(array, np.ndarray) and array.dtype == np.uint8
+                                             and array.ndim == 1):
+        raise FrameError(f"CALL frame {key!r} needs a 1-D uint8 array (the serialized request)")
+    if frame_type is FrameType.TENSOR or frame_type is FrameType.CALL:
         if not isinstance(array, (np.ndarray, np.generic)):
             raise FrameError(f"TENSOR frame {key!r} needs a numpy array, got {type(array).__name__}")
         # Small tensors (a step's scalars) are the common case: skip what a native array does not need.
@@ -223,7 +230,8 @@ class FrameReader:
         if (magic != MAGIC or version != VERSION or ftype not in _FRAME_TYPES or reserved
                 or key_len > self._limits.max_key_bytes or enc_len > MAX_ENCODING_LENGTH or rank > MAX_RANK
                 or mask >> len(META_FIELDS) or nbytes > self._limits.max_payload_bytes
-                or (ftype not in _TENSOR_TYPES and (code or rank or nbytes))):
+                or (ftype not in _PAYLOAD_TYPES and (code or rank or nbytes))
+                or (ftype == FrameType.CALL and (code != _U8 or rank != 1))):
             self._check_prefix(magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved)
         ftype = _FRAME_TYPES[ftype]
         n_meta = _META_COUNT[mask]
@@ -236,7 +244,7 @@ class FrameReader:
         pos = key_len + enc_len
         shape = _DIMS[rank].unpack_from(var, pos)
         meta = _unpack_meta(mask, _META_VALUES[n_meta].unpack_from(var, pos + rank * _DIM.size)) if mask else {}
-        if ftype not in _TENSOR_TYPES:
+        if ftype not in _PAYLOAD_TYPES:
             return Frame(ftype, key, None, encoding, meta)
         if ftype is FrameType.TENSOR_SHM:
             return Frame(FrameType.TENSOR, key, self._read_from_ring(code, shape, nbytes, key), encoding, meta)
@@ -290,6 +298,8 @@ class FrameReader:
             raise FrameError(f"unknown meta fields in mask {mask:#x}")
         if nbytes > self._limits.max_payload_bytes:
             raise FrameError(f"payload of {nbytes} bytes exceeds the {self._limits.max_payload_bytes}-byte limit")
+        if ftype == FrameType.CALL:
+            raise FrameError(f"CALL frame must carry a 1-D uint8 payload, not dtype enum {code} of rank {rank}")
         raise FrameError(f"{FrameType(ftype).name} frame must not carry a dtype, shape or payload")
 
     def _take(self, n, at_boundary=False):
