@@ -2,7 +2,7 @@
 
     python -m bench.distributed [--parts transfer,training,compression]
                                 [--frameworks tensorweave,tf] [--quick] [--json PATH]
-                                [--python INTERPRETER] [--measure-s S]
+                                [--python INTERPRETER] [--measure-s S] [--rounds N]
 
 1. Transfer: one process pulls float32 tensors of 1 KB, 1 MB and 64 MB from another over
    loopback, one request at a time: TensorWeave's data channel (cluster token on) next to a plain
@@ -15,8 +15,11 @@
    the payloads received by all tasks in one FULL_TRACE step.
 
 Every task is its own process (`bench.distributed_child`); the workers of a configuration warm
-up, then all start their timed window at one signal. Figures marked "~" were measured while
-other processes kept more than 0.3 CPU cores busy: rerun on a quiet machine.
+up, then all start their timed window at one signal. Each configuration runs on one runtime right
+after the other, so their ratio is not skewed by the machine's speed drifting over the run; with
+`--rounds N` each runs N times (the order alternating) and the median is reported. Figures marked
+"~" were measured while other processes kept more than 0.3 CPU cores busy: rerun on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -346,6 +349,16 @@ def run_config(opts, token, framework, n_workers, encodings=("none",)):
         stop_all(children)
 
 
+def median_trial(rows):
+    """The round with the median steps/s (the lower middle one of an even count), all rounds'
+    steps/s under "rounds"; the first failed round instead, if one failed."""
+    failed = [r for r in rows if not r.get("ok")]
+    if failed:
+        return failed[0]
+    ranked = sorted(rows, key=lambda r: r["steps_per_s"])
+    return dict(ranked[(len(ranked) - 1) // 2], rounds=[r["steps_per_s"] for r in rows])
+
+
 def fmt_rate(r):
     if r is None:
         return "-"
@@ -355,8 +368,9 @@ def fmt_rate(r):
 
 
 def print_training(results, frameworks):
+    rounds = max([len(r.get("rounds", ())) for r in results.values()] + [1])
     print("2. Parameter-server training, async SGD: MLP 784-1024-1024-10, batch 128 fed each step, "
-          "all variables on one PS (steps/s)")
+          "all variables on one PS (steps/s%s)" % (", median of %d rounds" % rounds if rounds > 1 else ""))
     print()
     cols = [LABELS[fw] for fw in frameworks]
     both = "tf" in frameworks and "tensorweave" in frameworks
@@ -471,22 +485,29 @@ def run(opts, log=sys.stderr):
             say("error\n")
 
     training = {}
+    rounds = max(1, getattr(opts, "rounds", None) or 1)
+    doc["rounds"] = rounds
     if "training" in parts or "compression" in parts:
-        for fw in frameworks:
-            for key, label, n in CONFIGS:
-                # The compression runs ride on TensorWeave's 1 PS + 1 worker configuration.
-                compress = fw == "tensorweave" and key == "ps1w1" and "compression" in parts
-                encodings = ENCODINGS if compress else ("none",)
-                if "training" not in parts and encodings == ("none",):
-                    continue
-                t0 = time.perf_counter()
-                say("training: %-11s %-24s ... " % (fw, label))
-                rows = run_config(opts, token, fw, n, encodings)
-                training[(fw, key)] = rows[0]
-                if len(rows) > 1:
-                    doc["compression"] = rows
-                rates = "; ".join("%s %s steps/s" % (r["encoding"], fmt_rate(r)) for r in rows)
-                say("%s (%.1f s)\n" % (rates, time.perf_counter() - t0))
+        # Configuration by configuration, the frameworks one after the other (their order swapped
+        # every round), so a ratio compares measurements minutes apart at most, not a whole run.
+        trials = {}
+        for key, label, n in CONFIGS:
+            for rnd in range(rounds):
+                for fw in (frameworks if rnd % 2 == 0 else frameworks[::-1]):
+                    # The compression runs ride on TensorWeave's first 1 PS + 1 worker round.
+                    compress = fw == "tensorweave" and key == "ps1w1" and "compression" in parts and rnd == 0
+                    encodings = ENCODINGS if compress else ("none",)
+                    if "training" not in parts and encodings == ("none",):
+                        continue
+                    t0 = time.perf_counter()
+                    say("training: %-11s %-24s%s ... " % (fw, label, " round %d" % (rnd + 1) if rounds > 1 else ""))
+                    rows = run_config(opts, token, fw, n, encodings)
+                    trials.setdefault((fw, key), []).append(rows[0])
+                    if len(rows) > 1:
+                        doc["compression"] = rows
+                    rates = "; ".join("%s %s steps/s" % (r["encoding"], fmt_rate(r)) for r in rows)
+                    say("%s (%.1f s)\n" % (rates, time.perf_counter() - t0))
+        training = {k: median_trial(rows) for k, rows in trials.items()}
         doc["training"] = [dict(r, config=key) for (fw, key), r in training.items()]
 
     say("\n")
@@ -530,6 +551,9 @@ def main(argv=None):
                     help="training on these runtimes (subset of %s)" % ",".join(FRAMEWORKS))
     ap.add_argument("--measure-s", type=float, default=None, metavar="S",
                     help="timed seconds per training configuration (default 5, quick 1)")
+    ap.add_argument("--rounds", type=int, default=1, metavar="N",
+                    help="measure each training configuration N times per runtime, alternating the "
+                         "runtimes, and report the median (default 1)")
     ap.add_argument("--quick", action="store_true", help="small sizes and short timings (smoke test)")
     ap.add_argument("--json", metavar="PATH", help="also write all results as JSON to PATH")
     ap.add_argument("--python", default=sys.executable,

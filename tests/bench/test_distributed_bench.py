@@ -46,6 +46,19 @@ def test_training_table_divides_tensorweave_by_tf(capsys):
     assert "98.0" in single and "-" in single
 
 
+def test_rounds_report_the_median_round_and_a_failed_round_stays_visible(capsys):
+    def row(rate, ok=True):
+        return dict(framework="tensorweave", workers=1, ok=ok, steps_per_s=rate, foreign_load=0.0,
+                    error="" if ok else "worker died")
+
+    median = distributed.median_trial([row(50.0), row(61.0), row(55.0)])
+    assert median["steps_per_s"] == 55.0 and median["rounds"] == [50.0, 61.0, 55.0]
+    assert distributed.median_trial([row(50.0), row(61.0)])["steps_per_s"] == 50.0  # the lower middle
+    assert not distributed.median_trial([row(50.0), row(0.0, ok=False), row(55.0)])["ok"]
+    distributed.print_training({("tensorweave", "ps1w1"): median}, ["tensorweave"])
+    assert "median of 3 rounds" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_quick_run_prints_every_row_and_writes_json(tmp_path):
     path = tmp_path / "dist.json"
