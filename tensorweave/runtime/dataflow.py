@@ -5,6 +5,10 @@ have run; an asynchronous step is started and the executor goes on with other re
 its completion arrives. So a partition waiting for a tensor never stops the partition that
 produces it, whatever order either was written in. Values die when their last reader has run.
 Plans without asynchronous kernels use the faster fixed-order closures instead.
+
+Steps that lead to a `_Send` without waiting on any receive (a parameter server's variable reads
+for its workers) go before the others: other tasks wait for those values, while the receives
+this partition starts at the same time are for values that come later.
 """
 
 import collections
@@ -39,6 +43,27 @@ class DataflowInfo:
         self.successors = tuple(tuple(s) for s in successors)
         self.readers = {slot: n for slot, n in readers.items() if slot not in keep and slot not in initial}
         self.is_async = tuple(s.op.op_def.async_kernel for s in steps)
+        self.urgent = _urgent(steps, preds, self.successors, self.is_async)
+
+
+def _urgent(steps, preds, successors, is_async):
+    """Per step: whether it feeds a `_Send` and waits on no asynchronous step (a receive)."""
+    order, pending = [], [len(p) for p in preds]
+    stack = [i for i, n in enumerate(pending) if n == 0]
+    while stack:
+        i = stack.pop()
+        order.append(i)
+        for j in successors[i]:
+            pending[j] -= 1
+            if pending[j] == 0:
+                stack.append(j)
+    waits = [False] * len(steps)
+    for i in order:
+        waits[i] = is_async[i] or any(waits[p] for p in preds[i])
+    feeds_send = [False] * len(steps)
+    for i in reversed(order):
+        feeds_send[i] = steps[i].op.type == "_Send" or any(feeds_send[j] for j in successors[i])
+    return tuple(f and not w for f, w in zip(feeds_send, waits, strict=True))
 
 
 def _store(vals, outs, result):
@@ -62,7 +87,9 @@ def run_dataflow(plan, vals, timeout=None):
     steps = info.steps
     pending = list(info.pending)
     readers = dict(info.readers)
-    ready = collections.deque(i for i, n in enumerate(pending) if n == 0)
+    urgent = info.urgent
+    first = collections.deque(i for i, n in enumerate(pending) if n == 0 and urgent[i])  # see module doc
+    ready = collections.deque(i for i, n in enumerate(pending) if n == 0 and not urgent[i])
     completions = queue.SimpleQueue()
     outstanding = 0
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -77,12 +104,12 @@ def run_dataflow(plan, vals, timeout=None):
         for j in info.successors[i]:
             pending[j] -= 1
             if pending[j] == 0:
-                ready.append(j)
+                (first if urgent[j] else ready).append(j)
 
     done_steps = 0
     while done_steps < len(steps):
-        if ready:
-            i = ready.popleft()
+        if first or ready:
+            i = first.popleft() if first else ready.popleft()
             s = steps[i]
             if info.is_async[i]:
                 outstanding += 1

@@ -37,12 +37,12 @@ def _partition_b():
     return g, sent
 
 
-def _run_two_partitions(step_id, timeout=10):
+def _run_two_partitions(step_id, timeout=10, rendezvous=None):
     ga, x, out, sent_a = _partition_a()
     gb, sent_b = _partition_b()
     plan_a = compile_plan([x], [out], [sent_a], Device(A))
     plan_b = compile_plan([], [], [sent_b], Device(B))
-    rendezvous = LocalRendezvous()
+    rendezvous = rendezvous or LocalRendezvous()
     results, failures = {}, []
 
     def run_b():
@@ -66,6 +66,34 @@ def _run_two_partitions(step_id, timeout=10):
 
 def test_partitions_exchanging_in_both_directions_do_not_deadlock():
     np.testing.assert_allclose(_run_two_partitions(step_id=7), [21.0, 42.0, 63.0])
+
+
+class _Recording(LocalRendezvous):
+    """A rendezvous that records the order of sends and receives started on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def send(self, key, value):
+        self.events.append(("send", key.split(";")[3]))
+        super().send(key, value)
+
+    def recv_async(self, key, callback):
+        self.events.append(("recv", key.split(";")[3]))
+        super().recv_async(key, callback)
+
+
+def test_values_other_tasks_wait_for_are_sent_before_receives_start():
+    # A's receive of y is ready first (made first, no inputs), but x * 2 -> send needs no receive:
+    # B waits for it, so it goes first, and A's receive starts after.
+    ga, x, out, sent_a = _partition_a()
+    plan = compile_plan([x], [out], [sent_a], Device(A))
+    assert sum(plan.dataflow.urgent) == 2  # x * 2 and its send (x is fed); not the receive or y + x
+    rendezvous = _Recording()
+    np.testing.assert_allclose(_run_two_partitions(step_id=4, rendezvous=rendezvous), [21.0, 42.0, 63.0])
+    a_events = [e for e in rendezvous.events if e in (("send", "x2"), ("recv", "y"))]
+    assert a_events == [("send", "x2"), ("recv", "y")]
 
 
 def test_a_receive_that_never_arrives_meets_its_deadline():
