@@ -72,7 +72,8 @@ class FrameType(enum.IntEnum):
 
 _FRAME_TYPES = {int(t): t for t in FrameType}
 _TENSOR_TYPES = (FrameType.TENSOR, FrameType.TENSOR_SHM)
-_PAYLOAD_TYPES = (*_TENSOR_TYPES, FrameType.CALL)
+_PAYLOAD_TYPES = frozenset((*_TENSOR_TYPES, FrameType.CALL))
+_CALL = int(FrameType.CALL)  # a plain int: the reader compares it once per frame
 _U8 = 4  # TF's DT_UINT8, the dtype of a CALL frame's payload
 _SHM_PLACE = struct.Struct("<QQ")
 
@@ -231,7 +232,7 @@ class FrameReader:
                 or key_len > self._limits.max_key_bytes or enc_len > MAX_ENCODING_LENGTH or rank > MAX_RANK
                 or mask >> len(META_FIELDS) or nbytes > self._limits.max_payload_bytes
                 or (ftype not in _PAYLOAD_TYPES and (code or rank or nbytes))
-                or (ftype == FrameType.CALL and (code != _U8 or rank != 1))):
+                or (ftype == _CALL and (code != _U8 or rank != 1))):
             self._check_prefix(magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved)
         ftype = _FRAME_TYPES[ftype]
         n_meta = _META_COUNT[mask]
