@@ -2,7 +2,7 @@
 
     python -m bench.distributed [--parts transfer,training,compression]
                                 [--frameworks tensorweave,tf] [--quick] [--json PATH]
-                                [--python INTERPRETER] [--measure-s S] [--rounds N]
+                                [--python INTERPRETER] [--measure-s S] [--windows N] [--rounds N]
 
 1. Transfer: one process pulls float32 tensors of 1 KB, 1 MB and 64 MB from another over
    loopback, one request at a time: TensorWeave's data channel (cluster token on) next to a plain
@@ -14,12 +14,13 @@
 3. Compression: 1 PS + 1 worker under each `ConfigProto.transfer_encoding`; bytes per step are
    the payloads received by all tasks in one FULL_TRACE step.
 
-Every task is its own process (`bench.distributed_child`); the workers of a configuration warm
-up, then all start their timed window at one signal. Each configuration runs on one runtime right
-after the other, so their ratio is not skewed by the machine's speed drifting over the run; with
-`--rounds N` each runs N times (the order alternating) and the median is reported. Figures marked
-"~" were measured while other processes kept more than 0.3 CPU cores busy: rerun on a quiet
-machine.
+Every task is its own process (`bench.distributed_child`). A training configuration starts on
+both runtimes at once; their workers warm up, then the runtimes take turns timing windows of
+--measure-s seconds (all of one runtime's workers at one signal, the other's waiting idle), five
+each by default, and the median window is reported. So a ratio compares measurements seconds
+apart, on a machine whose speed drifts by half within a minute. `--rounds N` repeats everything
+with fresh processes and reports the median round. Figures marked "~" were measured while other
+processes kept more than 0.3 CPU cores busy: rerun on a quiet machine.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ TARGET_STEPS = {"ps1w1": 1.3, "ps1w2": 1.1}
 # TF's steps/s measured on this kind of machine before the project (the issue's figures).
 TF_REFERENCE = {"single": 98, "ps1w1": 39, "ps1w2": 51}
 NOISY_CORES = 0.3
+DEFAULT_WINDOWS = 5  # timed windows per runtime and configuration, of --measure-s seconds each
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -301,52 +303,113 @@ def task_env(framework, job, n_workers):
     return thread_env(job, n_workers)
 
 
-def run_config(opts, token, framework, n_workers, encodings=("none",)):
-    """Steps/s of one configuration; a list with one dict per encoding (sum over the workers)."""
-    common = ["--framework", framework, "--warmup", str(opts.warmup), "--measure-s", str(opts.measure_s)]
-    children = []
-    try:
+class Config:
+    """The processes of one configuration on one runtime: a single process, or a PS and workers.
+    Their workers time `windows` windows of `opts.measure_s` seconds per encoding, each on a
+    "go" from here."""
+
+    def __init__(self, opts, token, framework, n_workers, encodings=("none",), windows=1):
+        self.opts, self.framework, self.n_workers = opts, framework, n_workers
+        common = ["--framework", framework, "--warmup", str(opts.warmup), "--measure-s", str(opts.measure_s),
+                  "--windows", str(windows)]
+        self.children = []
         if n_workers == 0:
-            children.append(Child(opts.python, ["single"] + common, framework, token, f"{framework} single"))
-            workers = children
-        else:
-            ports = local_ports(1 + n_workers)
-            cluster = json.dumps({"ps": ["127.0.0.1:%d" % ports[0]],
-                                  "worker": ["127.0.0.1:%d" % p for p in ports[1:]]})
-            task = ["task", "--cluster", cluster] + common
-            children.append(Child(opts.python, task + ["--job", "ps"], framework, token, f"{framework} ps",
-                                  task_env(framework, "ps", n_workers)))
-            for i in range(n_workers):
-                mine = encodings if i == 0 else ("none",)
-                children.append(Child(opts.python, task + ["--job", "worker", "--index", str(i),
-                                                           "--encodings", ",".join(mine)],
-                                      framework, token, f"{framework} worker {i}",
-                                      task_env(framework, "worker", n_workers)))
-            for c in children:
-                c.expect("up", opts.timeout)
-            workers = children[1:]
+            self.children.append(Child(opts.python, ["single"] + common, framework, token, f"{framework} single"))
+            self.workers = self.children
+            return
+        ports = local_ports(1 + n_workers)
+        cluster = json.dumps({"ps": ["127.0.0.1:%d" % ports[0]],
+                              "worker": ["127.0.0.1:%d" % p for p in ports[1:]]})
+        task = ["task", "--cluster", cluster] + common
+        self.children.append(Child(opts.python, task + ["--job", "ps"], framework, token, f"{framework} ps",
+                                   task_env(framework, "ps", n_workers)))
+        for i in range(n_workers):
+            mine = encodings if i == 0 else ("none",)
+            self.children.append(Child(opts.python, task + ["--job", "worker", "--index", str(i),
+                                                            "--encodings", ",".join(mine)],
+                                       framework, token, f"{framework} worker {i}",
+                                       task_env(framework, "worker", n_workers)))
+        self.workers = self.children[1:]
+
+    def wait_up(self):
+        if self.n_workers:
+            for c in self.children:
+                c.expect("up", self.opts.timeout)
+
+    def wait_warm(self, active):
+        for w in active:
+            w.expect("warm", self.opts.timeout)
+
+    def window(self, active):
+        """Times one window on `active` workers at once: (their summed steps/s, foreign load, CPU s by child)."""
+        load = ForeignLoad(self.children)
+        for w in active:
+            w.send("go")
+        got = [w.expect("window", self.opts.measure_s + self.opts.timeout) for w in active]
+        return sum(g["steps_per_s"] for g in got), load.cores(), load.cpu_by_child()
+
+    def row(self, active, encoding, windows):
+        """The result row once `active` workers timed their `windows` [(steps/s, load, cpu)]: the
+        median window's steps/s, every window's under "windows"."""
+        results = [w.expect("result", self.opts.timeout) for w in active]
+        rates = [w[0] for w in windows]
+        median = sorted(windows, key=lambda w: w[0])[(len(windows) - 1) // 2]
+        return dict(framework=self.framework, workers=self.n_workers, encoding=encoding, ok=True,
+                    steps_per_s=median[0], windows=rates, per_worker=results,
+                    bytes_per_step=results[0].get("bytes_per_step"), loss=results[0].get("loss"),
+                    version=results[0].get("version"), foreign_load=max(
+                        (w[1] for w in windows if w[1] is not None), default=None), cpu_s=median[2])
+
+    def stop(self):
+        for w in self.workers:
+            w.send("exit")
+        stop_all(self.children)
+
+
+def run_config(opts, token, framework, n_workers, encodings=("none",), windows=1):
+    """Steps/s of one configuration on one runtime; a list with one dict per encoding (summed over
+    the workers; the median of `windows` windows)."""
+    config = None
+    try:
+        config = Config(opts, token, framework, n_workers, encodings, windows)
+        config.wait_up()
         out = []
         for k, encoding in enumerate(encodings):
-            active = workers if k == 0 else workers[:1]
-            for w in active:
-                w.expect("warm", opts.timeout)
-            load = ForeignLoad(children)
-            for w in active:
-                w.send("go")
-            results = [w.expect("result", opts.measure_s + opts.timeout) for w in active]
-            out.append(dict(framework=framework, workers=n_workers, encoding=encoding, ok=True,
-                            steps_per_s=sum(r["steps_per_s"] for r in results),
-                            per_worker=results, bytes_per_step=results[0].get("bytes_per_step"),
-                            loss=results[0].get("loss"), version=results[0].get("version"),
-                            foreign_load=load.cores(), cpu_s=load.cpu_by_child()))
-        for w in workers:
-            w.send("exit")
+            active = config.workers if k == 0 else config.workers[:1]
+            config.wait_warm(active)
+            out.append(config.row(active, encoding, [config.window(active) for _ in range(windows)]))
         return out
     except ChildError as e:
         return [dict(framework=framework, workers=n_workers, encoding=enc, ok=False, error=str(e),
                      traceback=e.traceback) for enc in encodings]
     finally:
-        stop_all(children)
+        if config is not None:
+            config.stop()
+
+
+def run_paired(opts, token, frameworks, n_workers, windows):
+    """One configuration on every runtime of `frameworks` at once, timed in turns: window k of
+    each runtime runs right after the other's (the order alternating), while the other's
+    processes wait idle. So every ratio compares seconds-apart measurements on a machine whose
+    speed drifts. Returns {framework: row} (`Config.row`; an error row for each if one failed)."""
+    configs = {}
+    try:
+        for fw in frameworks:
+            configs[fw] = Config(opts, token, fw, n_workers, windows=windows)
+        for config in configs.values():
+            config.wait_up()
+            config.wait_warm(config.workers)
+        timed = {fw: [] for fw in frameworks}
+        for k in range(windows):
+            for fw in (frameworks if k % 2 == 0 else frameworks[::-1]):
+                timed[fw].append(configs[fw].window(configs[fw].workers))
+        return {fw: configs[fw].row(configs[fw].workers, "none", timed[fw]) for fw in frameworks}
+    except ChildError as e:
+        return {fw: dict(framework=fw, workers=n_workers, encoding="none", ok=False, error=str(e),
+                         traceback=e.traceback) for fw in frameworks}
+    finally:
+        for config in configs.values():
+            config.stop()
 
 
 def median_trial(rows):
@@ -369,8 +432,11 @@ def fmt_rate(r):
 
 def print_training(results, frameworks):
     rounds = max([len(r.get("rounds", ())) for r in results.values()] + [1])
+    windows = max([len(r.get("windows", ())) for r in results.values()] + [1])
+    how = ", median of %d windows" % windows if windows > 1 else ""
+    how += ", median of %d rounds" % rounds if rounds > 1 else ""
     print("2. Parameter-server training, async SGD: MLP 784-1024-1024-10, batch 128 fed each step, "
-          "all variables on one PS (steps/s%s)" % (", median of %d rounds" % rounds if rounds > 1 else ""))
+          "all variables on one PS (steps/s%s)" % how)
     print()
     cols = [LABELS[fw] for fw in frameworks]
     both = "tf" in frameworks and "tensorweave" in frameworks
@@ -459,7 +525,7 @@ def run(opts, log=sys.stderr):
     """Runs the parts named in `opts`, prints their tables, returns the results as a dict."""
     parts = parse_list(opts.parts, PARTS, "part")
     frameworks = parse_list(opts.frameworks, FRAMEWORKS, "framework")
-    opts.measure_s = opts.measure_s or (1.0 if opts.quick else 5.0)
+    opts.measure_s = opts.measure_s or (0.5 if opts.quick else 2.0)
     opts.warmup = 2 if opts.quick else 5
     opts.timeout = getattr(opts, "timeout", None) or 180.0
     token = secrets.token_hex(16)
@@ -486,28 +552,29 @@ def run(opts, log=sys.stderr):
 
     training = {}
     rounds = max(1, getattr(opts, "rounds", None) or 1)
-    doc["rounds"] = rounds
-    if "training" in parts or "compression" in parts:
-        # Configuration by configuration, the frameworks one after the other (their order swapped
-        # every round), so a ratio compares measurements minutes apart at most, not a whole run.
-        trials = {}
-        for key, label, n in CONFIGS:
-            for rnd in range(rounds):
-                for fw in (frameworks if rnd % 2 == 0 else frameworks[::-1]):
-                    # The compression runs ride on TensorWeave's first 1 PS + 1 worker round.
-                    compress = fw == "tensorweave" and key == "ps1w1" and "compression" in parts and rnd == 0
-                    encodings = ENCODINGS if compress else ("none",)
-                    if "training" not in parts and encodings == ("none",):
-                        continue
-                    t0 = time.perf_counter()
-                    say("training: %-11s %-24s%s ... " % (fw, label, " round %d" % (rnd + 1) if rounds > 1 else ""))
-                    rows = run_config(opts, token, fw, n, encodings)
-                    trials.setdefault((fw, key), []).append(rows[0])
-                    if len(rows) > 1:
-                        doc["compression"] = rows
-                    rates = "; ".join("%s %s steps/s" % (r["encoding"], fmt_rate(r)) for r in rows)
-                    say("%s (%.1f s)\n" % (rates, time.perf_counter() - t0))
-        training = {k: median_trial(rows) for k, rows in trials.items()}
+    windows = max(1, getattr(opts, "windows", None) or (2 if opts.quick else DEFAULT_WINDOWS))
+    doc.update(rounds=rounds, windows=windows)
+    trials = {}
+    for key, label, n in CONFIGS:
+        if key == "ps1w1" and "compression" in parts:
+            t0 = time.perf_counter()
+            say("compression: tensorweave %-24s ... " % label)
+            doc["compression"] = run_config(opts, token, "tensorweave", n, ENCODINGS, windows=1)
+            rates = "; ".join("%s %s" % (r["encoding"], fmt_rate(r)) for r in doc["compression"])
+            say("%s steps/s (%.1f s)\n" % (rates, time.perf_counter() - t0))
+        if "training" not in parts:
+            continue
+        for rnd in range(rounds):
+            t0 = time.perf_counter()
+            order = frameworks if rnd % 2 == 0 else frameworks[::-1]
+            say("training: %-24s%s ... " % (label, " round %d" % (rnd + 1) if rounds > 1 else ""))
+            rows = run_paired(opts, token, order, n, windows)
+            for fw, row in rows.items():
+                trials.setdefault((fw, key), []).append(row)
+            say("%s (%.1f s)\n" % ("; ".join("%s %s steps/s" % (LABELS[fw], fmt_rate(rows[fw])) for fw in frameworks),
+                                   time.perf_counter() - t0))
+    training = {k: median_trial(rows) for k, rows in trials.items()}
+    if training:
         doc["training"] = [dict(r, config=key) for (fw, key), r in training.items()]
 
     say("\n")
@@ -550,10 +617,13 @@ def main(argv=None):
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS), metavar="LIST",
                     help="training on these runtimes (subset of %s)" % ",".join(FRAMEWORKS))
     ap.add_argument("--measure-s", type=float, default=None, metavar="S",
-                    help="timed seconds per training configuration (default 5, quick 1)")
+                    help="seconds per timed window (default 2, quick 0.5)")
+    ap.add_argument("--windows", type=int, default=None, metavar="N",
+                    help="timed windows per runtime and training configuration, the runtimes taking "
+                         "turns (default %d, quick 2)" % DEFAULT_WINDOWS)
     ap.add_argument("--rounds", type=int, default=1, metavar="N",
-                    help="measure each training configuration N times per runtime, alternating the "
-                         "runtimes, and report the median (default 1)")
+                    help="repeat the training measurements N times with fresh processes and report "
+                         "the median round (default 1)")
     ap.add_argument("--quick", action="store_true", help="small sizes and short timings (smoke test)")
     ap.add_argument("--json", metavar="PATH", help="also write all results as JSON to PATH")
     ap.add_argument("--python", default=sys.executable,

@@ -289,21 +289,30 @@ def wait_for_port(address, timeout):
             time.sleep(0.1)
 
 
-def timed_steps(step, warmup, measure_s, commands):
-    """Warms up, says so, waits for "go", then runs steps for `measure_s` seconds."""
+def timed_steps(step, warmup, measure_s, commands, windows=1):
+    """Warms up and says so; then, `windows` times, waits for "go", runs steps for `measure_s`
+    seconds and reports them (a "window" event). Returns the median window, all windows' steps/s
+    under "windows"."""
     for i in range(warmup):
         step(i)
     emit(event="warm")
-    commands.wait("go", SETUP_TIMEOUT_S * 3)
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    n = 0
-    while True:
-        step(warmup + n)
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= measure_s:
-            break
-    return dict(steps=n, seconds=elapsed, steps_per_s=n / elapsed, cpu_s=time.process_time() - cpu0)
+    done, n_total = [], warmup
+    for _ in range(windows):
+        commands.wait("go", SETUP_TIMEOUT_S * 3)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        n = 0
+        while True:
+            step(n_total + n)
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= measure_s:
+                break
+        n_total += n
+        window = dict(steps=n, seconds=elapsed, steps_per_s=n / elapsed, cpu_s=time.process_time() - cpu0)
+        emit(event="window", **window)
+        done.append(window)
+    median = sorted(done, key=lambda w: w["steps_per_s"])[(len(done) - 1) // 2]
+    return dict(median, windows=[w["steps_per_s"] for w in done])
 
 
 def build_training(tf, device_fn):
@@ -321,7 +330,8 @@ def single(args, commands):
     sess = tf.Session(config=make_config(tf, args.framework, cluster=False))
     sess.run(tf.global_variables_initializer())
     train, loss = g["train"], g["loss"]
-    r = timed_steps(lambda i: sess.run(train, feeds[i % len(feeds)]), args.warmup, args.measure_s, commands)
+    r = timed_steps(lambda i: sess.run(train, feeds[i % len(feeds)]), args.warmup, args.measure_s, commands,
+                    args.windows)
     r.update(encoding="none", loss=float(sess.run(loss, feeds[0])))
     emit(event="result", version=version, **r)
 
@@ -367,7 +377,7 @@ def task(args, commands):
                          run_metadata=md)
                 step_bytes = sum(transfer_bytes(md.step_stats).values())
             r = timed_steps(lambda i: sess.run(train, feeds[i % len(feeds)]), args.warmup,
-                            args.measure_s, commands)
+                            args.measure_s, commands, args.windows if len(args.encodings) == 1 else 1)
             r.update(encoding=encoding, bytes_per_step=step_bytes, loss=float(sess.run(loss, feeds[0])))
             emit(event="result", version=version, **r)
     commands.wait("exit", SETUP_TIMEOUT_S * 5)  # keep this task's server up until every worker is done
@@ -396,6 +406,7 @@ def main(argv=None):
         p.add_argument("--framework", choices=("tensorweave", "tf"), required=True)
         p.add_argument("--warmup", type=int, default=5)
         p.add_argument("--measure-s", type=float, default=5.0)
+        p.add_argument("--windows", type=int, default=1, help="timed windows, each started by a \"go\"")
         if role == "task":
             p.add_argument("--cluster", required=True, help="the cluster spec as JSON")
             p.add_argument("--job", choices=("ps", "worker"), required=True)
