@@ -445,12 +445,11 @@ class _Replies:
         return self.items.get(timeout=WAIT)
 
 
-@pytest.fixture
-def answering():
-    """A server whose `on_request` parks each request; the test answers it."""
+def _parking_server(handler):
+    """(server, client) where the server's `handler` ("on_request" or "on_call") parks what it is
+    asked, with its reply function, in `server.parked`; the test answers it."""
     parked = queue.Queue()
-    srv = DataChannelServer(port=0, token=TOKEN, on_request=lambda peer, what, enc, reply: parked.put(
-        (peer, what, enc, reply)))
+    srv = DataChannelServer(port=0, token=TOKEN, **{handler: lambda *args: parked.put(args)})
     srv.parked = parked
     client = DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "/job:worker/task:0")
     try:
@@ -458,6 +457,12 @@ def answering():
     finally:
         client.close()
         srv.stop()
+
+
+@pytest.fixture
+def answering():
+    """A server whose `on_request` parks each request; the test answers it."""
+    yield from _parking_server("on_request")
 
 
 def test_request_is_answered_whenever_the_value_is_ready(answering):
@@ -535,16 +540,7 @@ def test_a_server_without_on_request_answers_unimplemented(server):
 @pytest.fixture
 def calling():
     """A server whose `on_call` parks each call; the test answers it."""
-    parked = queue.Queue()
-    srv = DataChannelServer(port=0, token=TOKEN, on_call=lambda peer, method, payload, reply: parked.put(
-        (peer, method, payload, reply)))
-    srv.parked = parked
-    client = DataChannelClient(f"127.0.0.1:{srv.port}", TOKEN, "/job:worker/task:0")
-    try:
-        yield srv, client
-    finally:
-        client.close()
-        srv.stop()
+    yield from _parking_server("on_call")
 
 
 def test_a_call_carries_its_payload_and_gets_the_reply(calling):
