@@ -41,6 +41,7 @@ DEFAULT_MAX_HANDLER_THREADS = 128
 DEFAULT_MAX_IDLE_SECONDS = 3600.0
 DEFAULT_COLLECT_INTERVAL_SECONDS = 60.0
 _LOCAL_SERVER_TRIES = 3  # create_local_server: a free port may be taken before it binds
+_DATA_PORT_TRIES = 8
 
 
 class Server:
@@ -88,9 +89,11 @@ class Server:
         self._clients = {}
         self._data_server = None
         peers, remote = {}, {}
+        cluster_ports = set()
         for task in cluster.task_devices():
             spec = DeviceSpec.from_string(task)
             address = cluster.task_address(spec.job, spec.task)
+            cluster_ports.add(int(_split_host_port(address)[1]))
             if task == self.task_name:
                 continue
             client = self._clients[task] = grpc_services.GrpcWorkerClient(task, address, token, credentials)
@@ -104,8 +107,8 @@ class Server:
         self.rendezvous = StepRendezvousTable(self.task_name, self.transport.fetch)
         peers[self.task_name] = grpc_services.LocalWorkerClient(self.worker, self.rendezvous)
         if data_port is not None:
-            self._data_server = DataChannelServer(
-                bind_host, data_port, token, ssl_context=tls.server_ssl_context(tls_files),
+            self._data_server = _data_channel_server(
+                bind_host, data_port, cluster_ports, token, ssl_context=tls.server_ssl_context(tls_files),
                 idle_timeout=6 * grpc_auth.keepalive_seconds(),  # clients ping every K
                 on_request=lambda peer, what, encoding, reply: peer_transport.answer_request(
                     self.rendezvous, peer, what, encoding, reply),
@@ -257,6 +260,24 @@ class Server:
     def data_port(self):
         """The data channel's port, or None when this server has none."""
         return self._data_server.port if self._data_server is not None else None
+
+
+def _data_channel_server(host, port, cluster_ports, token, **kwargs):
+    """The task's DataChannelServer. On a port the OS chooses (`port` 0), never one the cluster
+    spec names: a task of this machine that has not bound its port yet would fail to (free_ports
+    and `tensorweave launch` release the ports they pick until the tasks bind them)."""
+    unsuitable = []
+    try:
+        for _ in range(_DATA_PORT_TRIES):
+            server = DataChannelServer(host, port, token, **kwargs)
+            if port or server.port not in cluster_ports:
+                return server
+            unsuitable.append(server)  # still bound while the next try binds: the OS hands out another
+        raise errors.UnavailableError(None, None, f"Cannot find a data channel port on {host} outside the "
+                                      f"cluster spec's ports after {_DATA_PORT_TRIES} tries")
+    finally:
+        for server in unsuitable:
+            server.stop()
 
 
 # -- sessions on a server of this process ------------------------------------------------------------

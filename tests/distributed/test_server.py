@@ -339,3 +339,26 @@ def test_graphs_sharing_a_variable_by_name_must_agree_on_its_dtype_and_shape():
             sess.close()
     finally:
         server.stop()
+
+
+def test_the_data_channel_never_takes_a_port_the_cluster_spec_names(monkeypatch):
+    # free_ports (and `tensorweave launch`) release the ports they pick until each task binds its
+    # own; a data channel binding port 0 meanwhile must not be handed another task's port.
+    from tensorweave.distributed import server as server_module
+
+    spec = _cluster()
+    worker_port = int(spec.task_address("worker", 0).rsplit(":", 1)[1])
+    real, made = server_module.DataChannelServer, []
+
+    def os_hands_out_the_worker_port_first(host, port, *args, **kwargs):
+        made.append(real(host, worker_port if not made and port == 0 else port, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(server_module, "DataChannelServer", os_hands_out_the_worker_port_first)
+    ps = tf.train.Server(spec, "ps", 0, config=_config())
+    try:
+        assert len(made) == 2 and made[0].port == worker_port and ps.data_port == made[1].port != worker_port
+        worker = tf.train.Server(spec, "worker", 0, config=_config())  # its port was given back
+        worker.stop()
+    finally:
+        ps.stop()
