@@ -36,6 +36,7 @@ from tensorweave.runtime.session import DeviceAttributes, step_timeout
 
 SETUP_TIMEOUT_SECONDS = 30.0
 _RECV_POLL_SECONDS = 0.5
+_DELIVERY_GRACE_SECONDS = 5.0
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -468,7 +469,9 @@ class GrpcWorkerClient:
         where = f"task {self.task_name} at {self.address}, {method}"
         if not done.wait(timeout):
             cancel(errors.DeadlineExceededError(None, None, f"{method} did not finish within {timeout:g} s"))
-            done.wait()  # `cancel` delivers at once unless the reply came first
+            # `cancel` delivers at once, unless the reply came first and is being delivered now.
+            if not done.wait(_DELIVERY_GRACE_SECONDS):
+                raise errors.DeadlineExceededError(None, None, f"{where}: no answer within {timeout:g} s")
         frame, error = box[0]
         if error is not None:
             raise type(error)(None, None, f"{error.message} (from {where})")
