@@ -107,15 +107,15 @@ class Server:
         self.rendezvous = StepRendezvousTable(self.task_name, self.transport.fetch)
         peers[self.task_name] = grpc_services.LocalWorkerClient(self.worker, self.rendezvous)
         if data_port is not None:
+            # RunGraph calls over the data channel block for a step: never on its reader thread.
+            self._data_calls = concurrent.futures.ThreadPoolExecutor(
+                max_handler_threads, thread_name_prefix="tensorweave-dc-call")
             self._data_server = _data_channel_server(
                 bind_host, data_port, cluster_ports, token, ssl_context=tls.server_ssl_context(tls_files),
                 idle_timeout=6 * grpc_auth.keepalive_seconds(),  # clients ping every K
                 on_request=lambda peer, what, encoding, reply: peer_transport.answer_request(
                     self.rendezvous, peer, what, encoding, reply),
                 on_call=self._on_data_call)
-            # RunGraph calls over the data channel block for a step: never on its reader thread.
-            self._data_calls = concurrent.futures.ThreadPoolExecutor(
-                max_handler_threads, thread_name_prefix="tensorweave-dc-call")
         workers = {task: grpc_services.AbortForwardingWorker(c, peers) for task, c in peers.items()}
         self.master = Master(cluster, workers, default_task=(job_name, task_index), config=self.config,
                              rendezvous_factory=grpc_services.NullStepRendezvous)

@@ -47,21 +47,14 @@ class DataflowInfo:
 
 
 def _urgent(steps, preds, successors, is_async):
-    """Per step: whether it feeds a `_Send` and waits on no asynchronous step (a receive)."""
-    order, pending = [], [len(p) for p in preds]
-    stack = [i for i, n in enumerate(pending) if n == 0]
-    while stack:
-        i = stack.pop()
-        order.append(i)
-        for j in successors[i]:
-            pending[j] -= 1
-            if pending[j] == 0:
-                stack.append(j)
+    """Per step: whether it feeds a `_Send` and waits on no asynchronous step (a receive). Steps
+    come in an order where each follows its producers, as plans run them; the flags only order
+    ready steps, so they never decide whether a step may run."""
     waits = [False] * len(steps)
-    for i in order:
+    for i in range(len(steps)):
         waits[i] = is_async[i] or any(waits[p] for p in preds[i])
     feeds_send = [False] * len(steps)
-    for i in reversed(order):
+    for i in reversed(range(len(steps))):
         feeds_send[i] = steps[i].op.type == "_Send" or any(feeds_send[j] for j in successors[i])
     return tuple(f and not w for f, w in zip(feeds_send, waits, strict=True))
 
