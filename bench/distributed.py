@@ -366,18 +366,18 @@ class Config:
         stop_all(self.children)
 
 
-def run_config(opts, token, framework, n_workers, encodings=("none",), windows=1):
-    """Steps/s of one configuration on one runtime; a list with one dict per encoding (summed over
-    the workers; the median of `windows` windows)."""
+def run_config(opts, token, framework, n_workers, encodings=("none",)):
+    """Steps/s of one configuration on one runtime, one window per encoding; a list with one dict
+    per encoding (summed over the workers)."""
     config = None
     try:
-        config = Config(opts, token, framework, n_workers, encodings, windows)
+        config = Config(opts, token, framework, n_workers, encodings)
         config.wait_up()
         out = []
         for k, encoding in enumerate(encodings):
             active = config.workers if k == 0 else config.workers[:1]
             config.wait_warm(active)
-            out.append(config.row(active, encoding, [config.window(active) for _ in range(windows)]))
+            out.append(config.row(active, encoding, [config.window(active)]))
         return out
     except ChildError as e:
         return [dict(framework=framework, workers=n_workers, encoding=enc, ok=False, error=str(e),
@@ -550,7 +550,6 @@ def run(opts, log=sys.stderr):
             doc["transfer"] = {"ok": False, "error": str(e), "traceback": e.traceback}
             say("error\n")
 
-    training = {}
     rounds = max(1, getattr(opts, "rounds", None) or 1)
     windows = max(1, getattr(opts, "windows", None) or (2 if opts.quick else DEFAULT_WINDOWS))
     doc.update(rounds=rounds, windows=windows)
@@ -559,7 +558,7 @@ def run(opts, log=sys.stderr):
         if key == "ps1w1" and "compression" in parts:
             t0 = time.perf_counter()
             say("compression: tensorweave %-24s ... " % label)
-            doc["compression"] = run_config(opts, token, "tensorweave", n, ENCODINGS, windows=1)
+            doc["compression"] = run_config(opts, token, "tensorweave", n, ENCODINGS)
             rates = "; ".join("%s %s" % (r["encoding"], fmt_rate(r)) for r in doc["compression"])
             say("%s steps/s (%.1f s)\n" % (rates, time.perf_counter() - t0))
         if "training" not in parts:
@@ -571,8 +570,8 @@ def run(opts, log=sys.stderr):
             rows = run_paired(opts, token, order, n, windows)
             for fw, row in rows.items():
                 trials.setdefault((fw, key), []).append(row)
-            say("%s (%.1f s)\n" % ("; ".join("%s %s steps/s" % (LABELS[fw], fmt_rate(rows[fw])) for fw in frameworks),
-                                   time.perf_counter() - t0))
+            rates = "; ".join("%s %s steps/s" % (LABELS[fw], fmt_rate(rows[fw])) for fw in frameworks)
+            say("%s (%.1f s)\n" % (rates, time.perf_counter() - t0))
     training = {k: median_trial(rows) for k, rows in trials.items()}
     if training:
         doc["training"] = [dict(r, config=key) for (fw, key), r in training.items()]

@@ -377,7 +377,7 @@ def task(args, commands):
                          run_metadata=md)
                 step_bytes = sum(transfer_bytes(md.step_stats).values())
             r = timed_steps(lambda i: sess.run(train, feeds[i % len(feeds)]), args.warmup,
-                            args.measure_s, commands, args.windows if len(args.encodings) == 1 else 1)
+                            args.measure_s, commands, args.windows)
             r.update(encoding=encoding, bytes_per_step=step_bytes, loss=float(sess.run(loss, feeds[0])))
             emit(event="result", version=version, **r)
     commands.wait("exit", SETUP_TIMEOUT_S * 5)  # keep this task's server up until every worker is done

@@ -1,7 +1,8 @@
 """A peer that stops answering (SIGSTOP: its sockets stay open, nothing resets them) is found by
 liveness checks: data channel PING/PONG for tensors awaited from it and for a step call running
-on it over that channel, Worker.Health polls for one running over gRPC. The step fails with UnavailableError naming the task within a few
-keepalive intervals, long before the step's own deadline, and never hangs."""
+on it over that channel, Worker.Health polls for one running over gRPC. The step fails with
+UnavailableError naming the task within a few keepalive intervals, long before the step's own
+deadline, and never hangs."""
 
 import os
 import signal
