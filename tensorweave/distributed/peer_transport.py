@@ -121,9 +121,7 @@ class PeerTransport:
         with peer.lock:
             channel = peer.channel if peer.channel is not None and peer.channel.alive else None
             if channel is None and peer.waiting is None and self._clock() >= peer.fallback_until:
-                peer.waiting = []
-                threading.Thread(target=self._connect, args=(peer,), daemon=True,
-                                 name=f"tw-connect:{peer.task}").start()
+                self._begin_connect(peer)
         return None if channel is None else channel.call(method, payload, deliver)
 
     def channels(self):
@@ -145,18 +143,20 @@ class PeerTransport:
             channel = peer.channel if peer.channel is not None and peer.channel.alive else None
             use_grpc = channel is None and self._clock() < peer.fallback_until
             if channel is None and not use_grpc:
-                queued = peer.waiting is not None
-                if not queued:
-                    peer.waiting = []
+                if peer.waiting is None:
+                    self._begin_connect(peer)
                 peer.waiting.append((fetch, key, step_id, encoding))
-                if not queued:  # connecting blocks (GetStatus, connect, handshake): not on this thread
-                    threading.Thread(target=self._connect, args=(peer,), daemon=True,
-                                     name=f"tw-connect:{peer.task}").start()
                 return
         if use_grpc:
             fetch.started(peer.client.fetch(key, step_id, fetch.deliver, encoding))
         else:
             fetch.started(self._request(channel, peer.task, key, step_id, encoding, fetch.deliver))
+
+    def _begin_connect(self, peer):
+        """Starts connecting to `peer` (under its lock; fetches queue in `peer.waiting` meanwhile).
+        Connecting blocks (GetStatus, connect, handshake), so it runs on a thread of its own."""
+        peer.waiting = []
+        threading.Thread(target=self._connect, args=(peer,), daemon=True, name=f"tw-connect:{peer.task}").start()
 
     def _connect(self, peer):
         channel, error = None, None
