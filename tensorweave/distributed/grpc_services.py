@@ -352,23 +352,34 @@ def serve_run_graph(worker, table, request):
 DATA_CALLS = {"RunGraph": (pb.RunGraphRequest, serve_run_graph)}
 
 
-def serve_data_call(worker, table, method, payload):
+def serve_data_call(worker, table, method, payload, max_message_bytes=grpc_auth.DEFAULT_MAX_MESSAGE_BYTES):
     """The serialized response to a data channel call of Worker method `method` whose request
-    bytes are `payload` (a uint8 array); raises the OpError whose code gRPC would send as status."""
+    bytes are `payload` (a uint8 array); raises the OpError whose code gRPC would send as status.
+    Requests and responses are held to gRPC's message limit, so a call is refused the same way on
+    either path (the data channel's own frame limit is far larger)."""
     entry = DATA_CALLS.get(method)
     if entry is None:
         raise errors.UnimplementedError(None, None, f"Worker method {method[:64]!r} cannot be called over the "
                                         f"data channel (only {sorted(DATA_CALLS)})")
+    _check_message_size(payload.nbytes, max_message_bytes, f"{method} request")
     request_type, serve = entry
     try:
         request = _parse_field(request_type(), payload.tobytes(), f"the {method} request")
         with imports_for_peers():
-            return serve(worker, table, request).SerializeToString()
+            response = serve(worker, table, request).SerializeToString()
+        _check_message_size(len(response), max_message_bytes, f"{method} response")
+        return response
     except errors.OpError:
         raise
     except Exception as e:  # noqa: BLE001 - as `_serve` answers it over gRPC
         cls = errors.exception_type_from_error_code(status_code(e).value[0])
         raise cls(None, None, f"{type(e).__name__}: {e}") from None
+
+
+def _check_message_size(nbytes, limit, what):
+    if nbytes > limit:  # gRPC's own words for it, and its status code
+        raise errors.ResourceExhaustedError(None, None, f"{what} of {nbytes} bytes is larger than the "
+                                            f"{limit}-byte message limit")
 
 
 def run_graph_on_table(worker, table, graph_handle, step_id, sends, recv_keys, timeout, step_stats=None):

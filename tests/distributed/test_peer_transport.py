@@ -221,3 +221,19 @@ def test_malformed_data_channel_calls_get_errors_and_the_server_keeps_serving():
             client.close()
         out, _ = _cross_task_sum(c.worker.target, c.config)
         assert out == pytest.approx(2 * VALUE.sum(dtype=np.float64), rel=1e-5)
+
+
+def test_data_channel_calls_keep_to_grpcs_message_limit():
+    from tensorweave.distributed import grpc_services
+    from tensorweave.distributed.protocol import tensorweave_service_pb2 as pb
+    from tensorweave.distributed.worker import Worker
+
+    request = pb.RunGraphRequest(graph_handle="no-such-graph", step_id=1).SerializeToString()
+    payload = np.frombuffer(request, np.uint8)
+    with pytest.raises(errors.ResourceExhaustedError, match=f"RunGraph request of {len(request)} bytes"):
+        grpc_services.serve_data_call(Worker("/job:ps/replica:0/task:0"), None, "RunGraph", payload,
+                                      max_message_bytes=len(request) - 1)
+    # Within the limit the request is parsed and served (here: the worker's error for the handle).
+    with pytest.raises(errors.OpError, match="no-such-graph"):
+        grpc_services.serve_data_call(Worker("/job:ps/replica:0/task:0"), StepRendezvousTable(
+            "/job:ps/replica:0/task:0", None), "RunGraph", payload, max_message_bytes=len(request))
