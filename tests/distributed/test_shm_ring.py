@@ -2,8 +2,10 @@
 trip through it in order and wrap around, a full ring sends on the stream instead, a frame that
 points outside the ring is refused, only a private ring of the right size is written to, a
 connection offers it and unlinks its file, and a client killed mid-transfer leaves the server
-serving and no file behind."""
+serving and no file behind. Payloads are lent from the ring: their space is reused only once
+every view of them is gone, and values a client keeps make it offer a fresh ring."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -33,12 +35,21 @@ def _payload(nbytes, seed):
     return np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8)
 
 
-def test_payloads_round_trip_in_order_wrap_around_and_wait_for_free_space():
-    ring = shm_ring.ReplyRing(capacity=MB)
+def _lent(array):
+    """Whether `array` views a ring's memory (lent) rather than owning a copy."""
+    return isinstance(array.base, np.ndarray) and isinstance(array.base.base, memoryview)
+
+
+def _ring_pair(capacity=MB):
+    ring = shm_ring.ReplyRing(capacity=capacity)
     try:
-        writer = shm_ring.RingWriter(ring.name, ring.capacity)
+        return ring, shm_ring.RingWriter(ring.name, ring.capacity)
     finally:
         ring.unlink()
+
+
+def test_payloads_round_trip_in_order_wrap_around_and_wait_for_free_space():
+    ring, writer = _ring_pair()
     assert writer.put(memoryview(_payload(1000, 0))) is None  # small: cheaper on the stream
     assert writer.put(memoryview(_payload(MB // 2 + 1, 0))) is None  # over half the ring
     sent = []
@@ -48,13 +59,47 @@ def test_payloads_round_trip_in_order_wrap_around_and_wait_for_free_space():
         if place is None:  # full until the reader takes what is waiting
             assert len(sent) == 3
             for data_, place_ in sent:
-                out = np.empty(data_.size, np.uint8)
-                ring.take_into(out, *place_)
+                out = ring.take(np.dtype(np.uint8), data_.shape, *place_)
+                assert _lent(out)
                 np.testing.assert_array_equal(out, data_)
+                del out  # gives its space back
             sent = []
             place = writer.put(memoryview(data))
         assert place is not None and place[1] - place[0] == data.size
         sent.append((data, place))
+
+
+def test_lent_payloads_hold_their_space_until_every_view_is_gone():
+    ring, writer = _ring_pair()
+    datas = [_payload(300 << 10, i) for i in range(3)]
+    places = [writer.put(memoryview(d)) for d in datas]
+    first, second, third = (ring.take(np.dtype(np.float32), (d.size // 4,), *p) for d, p in zip(datas, places, strict=True))
+    column = first.reshape(-1, 4)[:, 1]  # a strided view keeps the payload as the array would
+    del first
+    assert writer.put(memoryview(datas[0])) is None  # nothing was given back
+    del second, third  # given back out of order: space frees only up to what is still lent
+    gc.collect()
+    assert writer.put(memoryview(datas[0])) is None
+    np.testing.assert_array_equal(column, datas[0].view(np.float32).reshape(-1, 4)[:, 1])
+    del column
+    place = writer.put(memoryview(datas[1]))
+    assert place is not None
+    # A bool payload is copied out (it is checked after reading); its space is free at once.
+    flags = ring.take(np.dtype(bool), (datas[1].size,), *place)
+    assert flags.flags.owndata and not _lent(flags)
+    assert writer.put(memoryview(datas[2])) is not None
+
+
+def test_a_ring_held_by_kept_values_is_stuck_after_a_while():
+    ring, writer = _ring_pair()
+    kept = [ring.take(np.dtype(np.uint8), (300 << 10,), *writer.put(memoryview(_payload(300 << 10, i))))
+            for i in range(2)]
+    assert not ring.stuck(hold_s=60)  # over half the ring lent, but only just now
+    assert ring.stuck(hold_s=0.0) and ring.in_use()
+    del kept[0]
+    assert not ring.stuck(hold_s=0.0)  # under half is held now
+    kept.clear()
+    assert not ring.in_use()
 
 
 @pytest.mark.parametrize("offset, end, message", [
@@ -67,7 +112,7 @@ def test_a_placement_outside_the_ring_is_refused(offset, end, message):
     ring = shm_ring.ReplyRing(capacity=MB)
     ring.unlink()
     with pytest.raises(shm_ring.RingError, match=message):
-        ring.take_into(np.empty(4096, np.uint8), offset, end)
+        ring.take(np.dtype(np.uint8), (4096,), offset, end)
 
 
 def test_only_a_private_ring_of_the_offered_size_is_opened(tmp_path):
@@ -135,11 +180,33 @@ def test_a_loopback_connection_moves_large_replies_through_the_ring_and_leaves_n
             np.testing.assert_array_equal(_pull(client, "small"), arrays["small"])
         assert _pull(client, "strings").tolist() == arrays["strings"].tolist()
         assert client.shm is server_shm and client.alive
+        assert _lent(_pull(client, "big")) is server_shm and not client._retired  # given back each time
         assert _ring_files() == before  # unlinked once taken, or once refused
     finally:
         client.close()
         server.stop()
     assert _ring_files() == before
+
+
+def test_values_a_client_keeps_make_it_offer_a_fresh_ring_and_stay_intact(monkeypatch):
+    monkeypatch.setattr(shm_ring, "HOLD_S", 0.0)
+    arrays = [np.random.default_rng(i).standard_normal(MB // 4).astype(np.float32) for i in range(4)]
+    before = _ring_files()
+    server = DataChannelServer("127.0.0.1", 0, token=TOKEN,
+                               on_request=lambda peer, what, encoding, reply: reply(array=arrays[int(what) % 4]))
+    client = DataChannelClient(f"127.0.0.1:{server.port}", TOKEN, "/job:worker/replica:0/task:0")
+    try:
+        kept = [_pull(client, str(i)) for i in range(40)]  # 40 MiB kept: more than two 16 MiB rings
+        assert client._retired, "no fresh ring was offered"
+        assert sum(map(_lent, kept)) > 16, "the fresh rings were not used"
+        for i, value in enumerate(kept):  # nothing lent was written over
+            np.testing.assert_array_equal(value, arrays[i % 4])
+        kept.clear()
+        assert all(_lent(_pull(client, str(i))) for i in range(8)) and client.alive
+        assert _ring_files() == before
+    finally:
+        client.close()
+        server.stop()
 
 
 _PULLER = textwrap.dedent("""

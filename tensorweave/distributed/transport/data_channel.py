@@ -15,7 +15,9 @@ A `call` is a pull whose CALL frame carries a serialized request for the server'
 A client whose server is on this machine (a loopback address) offers a shared-memory ring for
 the replies (`shm_ring`, frames SHM_OFFER/SHM_ACCEPT); a server that can map it privately then
 sends replies of 64 KiB and more through it (TENSOR_SHM frames), sparing both processes the copies
-through loopback TCP. $TENSORWEAVE_SHM=0 turns this off.
+through loopback TCP. The client lends those replies' bytes straight from the ring, and offers a
+fresh ring when values it keeps hold the old one (the server then answers with that ring; later
+large replies use it). $TENSORWEAVE_SHM=0 turns this off.
 """
 
 import collections
@@ -48,6 +50,7 @@ from tensorweave.framework import errors
 from tensorweave.framework.errors import UnauthenticatedError, UnavailableError
 
 _INLINE_REPLY_BYTES = 64 << 10
+_MAX_RETIRED_RINGS = 3  # per connection, rings replaced while values lent from them live on
 _log = logging.getLogger(__name__)
 
 
@@ -81,6 +84,31 @@ class _FrameWriter:
 
     def write(self, frame_type, key="", array=None, encoding="none", meta=None):
         self.write_buffers(encode_frame(key, array, encoding, meta, frame_type, self.limits))
+
+    def try_write(self, frame_type, key=""):
+        """Writes an arrayless frame unless another write is under way: then False, nothing written
+        (a reader thread must not wait on a write that may wait on it)."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            for buf in encode_frame(key, None, frame_type=frame_type, limits=self.limits):
+                self.sock.sendall(buf)
+            self.last_progress = time.monotonic()
+            return True
+        finally:
+            self.lock.release()
+
+    def use_ring(self, ring):
+        """Answers a ring offer with SHM_ACCEPT (naming `ring`, or "" when None) and sends later
+        large frames through `ring`; a refused renewal keeps the current ring. Under the lock, so
+        no frame placed in the new ring goes before the answer, nor one in the old ring after it."""
+        with self.lock:
+            for buf in encode_frame(ring.name if ring is not None else "", None, frame_type=FrameType.SHM_ACCEPT,
+                                    limits=self.limits):
+                self.sock.sendall(buf)
+            self.last_progress = time.monotonic()
+            if ring is not None:
+                self.ring = ring
 
     def write_via_ring(self, buffers):
         """Writes a large TENSOR frame through the peer's ring; False (nothing written) if there is
@@ -301,10 +329,8 @@ class DataChannelServer:
                 elif frame.type is FrameType.CALL:
                     self._count(calls=1)
                     self._answer(replies, frame, self._on_call, peer_task, array=frame.array)
-                elif frame.type is FrameType.SHM_OFFER and writer.ring is None:
-                    ring = self._take_ring(frame.key, peer)
-                    writer.write(FrameType.SHM_ACCEPT, ring.name if ring is not None else "")
-                    writer.ring = ring  # only after the answer: no TENSOR_SHM frame may come before it
+                elif frame.type is FrameType.SHM_OFFER:  # the first ring, or a fresh one for a held ring
+                    writer.use_ring(self._take_ring(frame.key, peer))
                 else:
                     raise FrameError(f"unexpected {frame.type.name} frame from a client")
         except FrameError as e:
@@ -441,8 +467,10 @@ class DataChannelClient:
         self._sock = sock
         self._writer = _FrameWriter(sock, limits)
         self._last_heard = time.monotonic()
-        self._ring = None  # the shared-memory ring offered to a server on this machine (`shm_ring`)
-        self.shm = False  # True once the server took it: its large replies come through the ring
+        self._ring = None  # a shared-memory ring offered to a server on this machine (`shm_ring`), until answered
+        self._retired = []  # rings replaced while values lent from them still live
+        self._renew = True  # offer a fresh ring when values kept hold the one in use
+        self.shm = False  # True once the server took a ring: its large replies come through it
         if shm and shm_ring.available() and _is_loopback(host.strip("[]")):
             try:
                 self._ring = shm_ring.ReplyRing()
@@ -539,16 +567,21 @@ class DataChannelClient:
                     self._writer.write(FrameType.PONG, frame.key)
                 elif frame.type is FrameType.TENSOR:
                     self._settle(frame.key, frame, None)  # a late reply to a cancelled request is dropped
+                    if reader.ring is not None and self._renew and self._ring is None and reader.ring.stuck():
+                        self._offer_fresh_ring(reader.ring.capacity)
                 elif frame.type is FrameType.FAILED:
                     request_id, error = _parse_failure(frame.key, self.address)
                     self._settle(request_id, None, error)
-                elif frame.type is FrameType.SHM_ACCEPT and self._ring is not None and reader.ring is None:
-                    if frame.key == self._ring.name:
-                        reader.ring = self._ring
+                elif frame.type is FrameType.SHM_ACCEPT and self._ring is not None:
+                    offered = self._ring
+                    self._drop_ring()  # taken (both ends have it mapped) or refused: no file is left behind
+                    if frame.key == offered.name:
+                        if reader.ring is not None:
+                            self._retired.append(reader.ring)
+                        reader.ring = offered
                         self.shm = True
-                        self._ring.unlink()  # both ends have it mapped; no file is left behind
                     else:
-                        self._drop_ring()
+                        self._renew = False  # the server keeps the ring it has
                 elif frame.type is FrameType.ERROR:
                     self._report(UnavailableError(message=f"Data channel peer {self.address} "
                                                           f"reported: {frame.key}"))
@@ -563,6 +596,21 @@ class DataChannelClient:
         ring, self._ring = self._ring, None
         if ring is not None:
             ring.unlink()
+
+    def _offer_fresh_ring(self, capacity):
+        """Offers the server a new ring: values this task keeps hold most of the current one."""
+        self._retired = [ring for ring in self._retired if ring.in_use()]
+        if len(self._retired) >= _MAX_RETIRED_RINGS:
+            return  # large replies take the stream until some of those values are gone
+        try:
+            ring = shm_ring.ReplyRing(capacity)
+        except OSError as e:
+            _log.info("Data channel to %s: no fresh shared-memory ring: %s", self.address, e)
+            self._renew = False
+            return
+        self._ring = ring
+        if not self._writer.try_write(FrameType.SHM_OFFER, f"{ring.name};{ring.capacity}"):
+            self._drop_ring()  # a send is under way: offer after a later reply
 
     def _heard(self, nbytes):
         self._last_heard = time.monotonic()

@@ -271,9 +271,8 @@ class FrameReader:
                              f"{nbytes}-byte placement")
         _check_shape(shape, dtype, None, key, self._limits)
         offset, end = _SHM_PLACE.unpack(self._take(_SHM_PLACE.size))
-        array = np.empty(shape, dtype)
         try:
-            self.ring.take_into(array.reshape(-1).view(np.uint8), offset, end)
+            array = self.ring.take(dtype, shape, offset, end)
         except ValueError as e:  # shm_ring.RingError
             raise FrameError(f"shared-memory tensor {key!r}: {e}") from None
         if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
