@@ -602,6 +602,8 @@ class DataChannelClient:
         self._retired = [ring for ring in self._retired if ring.in_use()]
         if len(self._retired) >= _MAX_RETIRED_RINGS:
             return  # large replies take the stream until some of those values are gone
+        if self._writer.lock.locked():
+            return  # a send is under way: offer after a later reply (see `try_write`)
         try:
             ring = shm_ring.ReplyRing(capacity)
         except OSError as e:

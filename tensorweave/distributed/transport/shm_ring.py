@@ -146,13 +146,13 @@ class ReplyRing:
     def stuck(self, hold_s=None):
         """Whether values still lent have kept over half the ring from the writer for `hold_s`
         seconds (default `HOLD_S`): then a fresh ring serves the connection better."""
-        hold_s = HOLD_S if hold_s is None else hold_s
+        if self._taken - self._tail <= self.capacity // 2:  # the common case, checked after every reply
+            return False
         try:
             first = self._lent[0]  # no lock: a callback may hold it (and the answer is advisory)
         except IndexError:
             return False
-        return (not first[1] and self._taken - self._tail > self.capacity // 2
-                and time.monotonic() - first[3] > hold_s)
+        return not first[1] and time.monotonic() - first[3] > (HOLD_S if hold_s is None else hold_s)
 
     def in_use(self):
         """Whether any payload taken from this ring is still lent."""
