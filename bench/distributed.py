@@ -239,7 +239,8 @@ def print_transfer(r):
     mark = "~" if noisy(r.get("foreign_load")) else ""
     print("1. Tensor transfer between two processes over loopback, float32, one at a time "
           "(median of repeats)")
-    print("   data channel: DataChannelClient.request, answered from a preallocated array; cluster token on")
+    print("   data channel: DataChannelClient.request, answered from a preallocated array, the reply handed")
+    print("     to the waiting thread through a SimpleQueue as to a step's executor; cluster token on")
     print("   plain socket: length-prefixed request, reply received into a preallocated buffer")
     print("   gRPC: Python unary call returning bytes (for reference)")
     print()

@@ -17,6 +17,7 @@ import argparse
 import inspect
 import json
 import os
+import queue
 import select
 import socket
 import struct
@@ -181,28 +182,26 @@ def transfer_client(args, commands):
             recv_exact_into(sock, buf)
         return step
 
-    # Data channel: pull with `request`, the reply delivered on the channel's reader thread.
+    # Data channel: pull with `request`, the reply delivered on the channel's reader thread to
+    # this one through a queue.SimpleQueue, as a step's executor waits for its receives.
     client = DataChannelClient(f"127.0.0.1:{dc_port}", token, "/job:bench/replica:0/task:1")
     takes_step_id = "step_id" in inspect.signature(client.request).parameters  # (key, [step_id,] deliver)
 
     def channel(key):
-        done = threading.Event()
-        box = []
+        replies = queue.SimpleQueue()
 
         def deliver(value, error, *wire):  # value: the array, or the reply Frame holding it
-            box.append((getattr(value, "array", value), error))
-            done.set()
+            replies.put((getattr(value, "array", value), error))
 
         def step(i):
-            done.clear()
-            box.clear()
             if takes_step_id:
                 client.request(key, i, deliver)
             else:
                 client.request(key, deliver)
-            if not done.wait(SETUP_TIMEOUT_S):
-                raise TimeoutError(f"data channel request {key} got no reply")
-            value, error = box[0]
+            try:
+                value, error = replies.get(timeout=SETUP_TIMEOUT_S)
+            except queue.Empty:
+                raise TimeoutError(f"data channel request {key} got no reply") from None
             if error is not None:
                 raise error
             if value.nbytes != int(key):
