@@ -120,6 +120,26 @@ def test_large_contiguous_payload_is_not_copied():
     assert np.shares_memory(np.frombuffer(payload, np.uint8), array)
 
 
+def test_large_payloads_reuse_the_memory_of_received_arrays_that_are_gone(monkeypatch):
+    from tensorweave.distributed.transport import frames
+    monkeypatch.setattr(frames, "_free_blocks", {})  # what earlier tests left is not counted on
+    monkeypatch.setattr(frames, "_free_bytes", [0])
+    first, second = (np.random.default_rng(i).standard_normal((512, 1024)).astype(np.float32) for i in range(2))
+    reader = FrameReader(_frame_bytes("a", first) + _frame_bytes("b", second) + _frame_bytes("c", first))
+    kept = reader.read().array
+    view = kept[::2, 3]  # a view keeps the memory from reuse as the array does
+    del kept
+    got = reader.read().array
+    np.testing.assert_array_equal(view, first[::2, 3])  # not written over by the next payload
+    np.testing.assert_array_equal(got, second)
+    address = view.__array_interface__["data"][0] - 3 * 4
+    del view
+    reused = reader.read().array
+    assert reused.__array_interface__["data"][0] == address  # the first payload's memory, now free
+    np.testing.assert_array_equal(reused, first)
+    assert reused.flags.writeable and not np.shares_memory(reused, got)
+
+
 def test_reader_returns_none_at_clean_end_and_reads_back_to_back_frames():
     data = _frame_bytes("a", np.ones(3)) + _frame_bytes("", None, frame_type=FrameType.PING)
     reader = FrameReader(data)
