@@ -138,6 +138,13 @@ def test_large_payloads_reuse_the_memory_of_received_arrays_that_are_gone(monkey
     assert reused.__array_interface__["data"][0] == address  # the first payload's memory, now free
     np.testing.assert_array_equal(reused, first)
     assert reused.flags.writeable and not np.shares_memory(reused, got)
+    # What is kept is bounded: past the bound, blocks of sizes received earlier are let go.
+    monkeypatch.setattr(frames, "_REUSE_MAX_BYTES", 3 * first.nbytes)
+    del got, reused
+    assert frames._free_bytes == [2 * first.nbytes]
+    other = FrameReader(_frame_bytes("d", np.ones(first.size * 2, np.float32))).read().array
+    del other
+    assert frames._free_bytes == [2 * first.nbytes] and list(frames._free_blocks) == [2 * first.nbytes]
 
 
 def test_reader_returns_none_at_clean_end_and_reads_back_to_back_frames():

@@ -79,9 +79,13 @@ def _payload_array(shape, dtype, nbytes):
 
 def _give_back_block(ref, block):
     _lent_blocks.pop(id(ref), None)
-    if _free_bytes[0] + len(block) <= _REUSE_MAX_BYTES:
-        _free_bytes[0] += len(block)
-        _free_blocks.setdefault(len(block), collections.deque()).append(block)
+    if len(block) > _REUSE_MAX_BYTES:
+        return
+    if _free_bytes[0] + len(block) > _REUSE_MAX_BYTES:  # sizes received earlier go: these are current
+        _free_blocks.clear()
+        _free_bytes[0] = 0
+    _free_bytes[0] += len(block)
+    _free_blocks.setdefault(len(block), collections.deque()).append(block)
 
 
 class FrameError(ValueError):
