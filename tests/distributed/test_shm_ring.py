@@ -128,9 +128,28 @@ def test_only_a_private_ring_of_the_offered_size_is_opened(tmp_path):
         with pytest.raises(shm_ring.RingError, match="private"):
             shm_ring.RingWriter(ring.name, MB)
         with pytest.raises(FileNotFoundError):
-            shm_ring.RingWriter("tw-ring-" + "0" * 32, MB)
+            shm_ring.RingWriter("tw-ring-1-" + "0" * 32, MB)
     finally:
         ring.unlink()
+
+
+def test_rings_of_processes_that_are_gone_are_removed_by_the_next_ring():
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=WAIT, check=True)
+    stale = os.path.join(shm_ring.SHM_DIR, f"tw-ring-{int(gone.stdout)}-{'a' * 32}")
+    alive = os.path.join(shm_ring.SHM_DIR, f"tw-ring-{os.getppid()}-{'b' * 32}")  # pytest's parent lives
+    for path in (stale, alive):
+        with open(path, "wb"):
+            pass
+    try:
+        ring = shm_ring.ReplyRing(capacity=MB)
+        ring.unlink()
+        assert not os.path.exists(stale) and os.path.exists(alive)
+        assert ring.name.startswith(f"tw-ring-{os.getpid()}-")
+    finally:
+        for path in (stale, alive):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 def test_a_shared_memory_frame_needs_the_connections_ring():

@@ -3,7 +3,9 @@
 Over loopback TCP every byte is copied into the kernel by the sender and out by the receiver, and
 on a small machine those two copies compete with the computation for its cores. When both ends
 of a data channel run on one machine, the client (which receives the replies) offers a ring: a
-file in /dev/shm that only its user can open, named on the authenticated connection. The server
+file in /dev/shm that only its user can open, named on the authenticated connection (and
+unlinked once the server has mapped it; a ring whose creator died before that is removed by the
+next ring created, `remove_stale_rings`). The server
 copies a large reply's bytes into the ring and sends, over the connection, a TENSOR_SHM frame
 holding the array's dtype and shape and where its bytes lie. Replies keep their order, small ones
 and everything else stay on the stream, and a reply that does not fit in the free space goes on
@@ -48,13 +50,44 @@ _HEADER = 64
 _MAGIC = b"TWR1"
 _TAIL = struct.Struct("<Q")
 _TAIL_AT = 8
-_NAME = re.compile(r"^tw-ring-[0-9a-f]{32}$")
+_NAME = re.compile(r"^tw-ring-([0-9]{1,10})-[0-9a-f]{32}$")  # the creating process's pid, then a nonce
 ENV = "TENSORWEAVE_SHM"  # "0" turns the ring off (every tensor then travels on the stream)
 
 
 def available():
     """Whether this process may offer rings: Linux with /dev/shm, and not turned off by $TENSORWEAVE_SHM."""
     return sys.platform.startswith("linux") and os.path.isdir(SHM_DIR) and os.environ.get(ENV, "1") != "0"
+
+
+def remove_stale_rings():
+    """Unlinks this user's ring files whose creating process is gone: a task killed between
+    creating its ring and the peer's answer (one round trip) leaves its file behind. Returns the
+    names removed. A process of another pid namespace may look gone; its ring is then refused by
+    its peer, which answers on the stream."""
+    removed = []
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return removed
+    for name in names:
+        match = _NAME.match(name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # alive (or not ours to signal, which also means alive)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        path = os.path.join(SHM_DIR, name)
+        try:
+            if os.stat(path, follow_symlinks=False).st_uid == os.getuid():
+                os.unlink(path)
+                removed.append(name)
+        except OSError:  # another process removed it first
+            pass
+    return removed
 
 
 class RingError(ValueError):
@@ -67,7 +100,8 @@ class ReplyRing:
     def __init__(self, capacity=DEFAULT_RING_BYTES):
         if not MIN_RING_BYTES <= capacity <= MAX_RING_BYTES:
             raise ValueError(f"ring capacity {capacity} is outside [{MIN_RING_BYTES}, {MAX_RING_BYTES}]")
-        self.name = f"tw-ring-{secrets.token_hex(16)}"
+        remove_stale_rings()
+        self.name = f"tw-ring-{os.getpid()}-{secrets.token_hex(16)}"
         self.capacity = capacity
         self.path = os.path.join(SHM_DIR, self.name)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
