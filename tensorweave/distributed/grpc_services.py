@@ -568,7 +568,11 @@ class AbortForwardingWorker:
     def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
         try:
             return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout, step_stats)
-        except BaseException:
+        except BaseException as e:
+            # Aborted first, so the master's view records this task's error as the step's: a peer
+            # stopped below fails with CancelledError, which could otherwise be recorded before it.
+            if rendezvous is not None:
+                rendezvous.abort(e)
             for peer in self._peers.values():
                 threading.Thread(target=_quiet_cleanup, args=(peer, step_id), daemon=True).start()
             raise

@@ -386,3 +386,31 @@ def test_closing_a_session_cancels_its_steps_still_waiting(master):
     master.close_session(handle)
     thread.join(10)
     assert not thread.is_alive() and isinstance(box[0], errors.CancelledError)
+
+
+def test_a_failed_task_is_recorded_as_the_step_error_before_its_peers_are_stopped():
+    """`AbortForwardingWorker` stops the step on the other tasks when one fails; the failed task's
+    error must reach the master's view first, or a peer's CancelledError could be reported."""
+    from tensorweave.distributed.grpc_services import AbortForwardingWorker
+
+    events = []
+    peer_stopped = threading.Event()
+
+    class Failing:
+        def run_graph(self, *args):
+            raise errors.InvalidArgumentError(None, None, "bad reshape")
+
+    class Peer:
+        def cleanup_graph(self, step_id):
+            events.append(("cleanup", step_id))
+            peer_stopped.set()
+
+    class View:
+        def abort(self, error):
+            events.append(("abort", type(error).__name__))
+
+    worker = AbortForwardingWorker(Failing(), {"/job:worker/replica:0/task:0": Peer()})
+    with pytest.raises(errors.InvalidArgumentError):
+        worker.run_graph("graph", 7, {}, [], View())
+    assert peer_stopped.wait(5)
+    assert events == [("abort", "InvalidArgumentError"), ("cleanup", 7)]
