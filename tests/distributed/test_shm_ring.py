@@ -73,7 +73,8 @@ def test_lent_payloads_hold_their_space_until_every_view_is_gone():
     ring, writer = _ring_pair()
     datas = [_payload(300 << 10, i) for i in range(3)]
     places = [writer.put(memoryview(d)) for d in datas]
-    first, second, third = (ring.take(np.dtype(np.float32), (d.size // 4,), *p) for d, p in zip(datas, places, strict=True))
+    first, second, third = (ring.take(np.dtype(np.float32), (d.size // 4,), *p)
+                            for d, p in zip(datas, places, strict=True))
     column = first.reshape(-1, 4)[:, 1]  # a strided view keeps the payload as the array would
     del first
     assert writer.put(memoryview(datas[0])) is None  # nothing was given back

@@ -9,8 +9,9 @@ A frame is a fixed 24-byte prefix, a bounded variable part and a raw payload:
 
 Everything is little-endian. The reader checks every field against fixed tables and configurable
 limits before it allocates anything, then receives the payload straight into the array it returns
-(memory of 1 MiB and more is reused from received arrays that are gone, `_payload_array`). A string tensor (dtype 7, DT_STRING) carries one u64 length per element and then the
-elements' bytes (`compression.encode_strings`), and is read as an object array of `bytes`.
+(memory of 1 MiB and more is reused from received arrays that are gone, `_payload_array`). A
+string tensor (dtype 7, DT_STRING) carries one u64 length per element and then the elements'
+bytes (`compression.encode_strings`), and is read as an object array of `bytes`.
 Nothing received is unpickled or evaluated; a bad frame raises `FrameError`.
 """
 
