@@ -446,7 +446,7 @@ def remove_stale_temp_files(directory, now=None):
         try:
             stale = now - os.stat(path).st_mtime > STALE_TEMP_SECONDS
             if not stale and match["host"] == _host_tag():
-                stale = not _process_exists(int(match["pid"]))
+                stale = not process_exists(int(match["pid"]))
             if stale:
                 os.unlink(path)
                 removed.append(name)
@@ -455,12 +455,14 @@ def remove_stale_temp_files(directory, now=None):
     return removed
 
 
-def _process_exists(pid):
+def process_exists(pid):
+    """Whether process `pid` of this machine still runs (this process counts as running; one that
+    is not ours to signal does too). For files named after the process that writes them."""
     if pid == os.getpid():
         return True  # another thread of this process may be writing it now
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; no pid is past the C int range
         return False
     except PermissionError:
         return True

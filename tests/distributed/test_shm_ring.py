@@ -139,16 +139,17 @@ def test_rings_of_processes_that_are_gone_are_removed_by_the_next_ring():
                           timeout=WAIT, check=True)
     stale = os.path.join(shm_ring.SHM_DIR, f"tw-ring-{int(gone.stdout)}-{'a' * 32}")
     alive = os.path.join(shm_ring.SHM_DIR, f"tw-ring-{os.getppid()}-{'b' * 32}")  # pytest's parent lives
-    for path in (stale, alive):
+    impossible = os.path.join(shm_ring.SHM_DIR, f"tw-ring-9999999999-{'c' * 32}")  # past any pid
+    for path in (stale, alive, impossible):
         with open(path, "wb"):
             pass
     try:
         ring = shm_ring.ReplyRing(capacity=MB)
         ring.unlink()
-        assert not os.path.exists(stale) and os.path.exists(alive)
+        assert not os.path.exists(stale) and not os.path.exists(impossible) and os.path.exists(alive)
         assert ring.name.startswith(f"tw-ring-{os.getpid()}-")
     finally:
-        for path in (stale, alive):
+        for path in (stale, alive, impossible):
             if os.path.exists(path):
                 os.unlink(path)
 

@@ -40,6 +40,8 @@ import weakref
 
 import numpy as np
 
+from tensorweave.framework.graph_io import process_exists
+
 SHM_DIR = "/dev/shm"
 DEFAULT_RING_BYTES = 16 << 20  # per connection; a tensor over half of it travels on the stream
 MIN_RING_BYTES = 1 << 20
@@ -71,14 +73,7 @@ def remove_stale_rings():
         return removed
     for name in names:
         match = _NAME.match(name)
-        if match is None or int(match.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-            continue  # alive (or not ours to signal, which also means alive)
-        except ProcessLookupError:
-            pass
-        except OSError:
+        if match is None or process_exists(int(match.group(1))):
             continue
         path = os.path.join(SHM_DIR, name)
         try:
