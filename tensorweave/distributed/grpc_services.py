@@ -15,7 +15,6 @@ channel's keepalives (`grpc_auth.channel_options`) and, during a long call, by H
 (`watched_call`).
 """
 
-import contextlib
 import re
 import threading
 
@@ -532,75 +531,6 @@ class GrpcWorkerClient:
 
     def close(self):
         self._channel.close()
-
-
-class LocalWorkerClient:
-    """The server's own `Worker` as the master sees it: steps use the task's step rendezvous."""
-
-    def __init__(self, worker, table):
-        self._worker = worker
-        self._table = table
-        self.task_name = worker.task_name
-
-    def __getattr__(self, name):
-        return getattr(self._worker, name)
-
-    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
-        return run_graph_on_table(self._worker, self._table, graph_handle, step_id, sends, recv_keys, timeout,
-                                  step_stats)
-
-    def cleanup_graph(self, step_id):
-        self._worker.cleanup_graph(step_id)
-        self._table.cleanup(step_id)
-
-
-class AbortForwardingWorker:
-    """Wraps a worker client so that a failed step is cleaned up on every task at once: a peer
-    waiting on a tensor of the failed task stops instead of holding the step (and the master)."""
-
-    def __init__(self, client, peers):
-        self._client = client
-        self._peers = peers  # {task name: client}, filled once all are made
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
-        try:
-            return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout, step_stats)
-        except BaseException as e:
-            # Aborted first, so the master's view records this task's error as the step's: a peer
-            # stopped below fails with CancelledError, which could otherwise be recorded before it.
-            if rendezvous is not None:
-                rendezvous.abort(e)
-            for peer in self._peers.values():
-                threading.Thread(target=_quiet_cleanup, args=(peer, step_id), daemon=True).start()
-            raise
-
-
-def _quiet_cleanup(client, step_id):
-    with contextlib.suppress(Exception):  # best effort; the step's own error is reported
-        client.cleanup_graph(step_id)
-
-
-class NullStepRendezvous:
-    """The master's per-step rendezvous when every task owns its own (nothing passes through it;
-    aborts reach the tasks through `AbortForwardingWorker` and CleanupGraph)."""
-
-    def send(self, key, value):
-        raise errors.InternalError(None, None, f"Tensor {key!r} was sent through the master's rendezvous")
-
-    def recv_async(self, key, callback):
-        callback(None, errors.InternalError(None, None, f"Tensor {key!r} was awaited at the master"))
-
-    def recv(self, key, timeout=None):
-        raise errors.InternalError(None, None, f"Tensor {key!r} was awaited at the master")
-
-    def abort(self, error):
-        pass
-
-    def pending_keys(self):
-        return [], []
 
 
 # -- client session --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ config (`transport.tls`) both ports serve TLS, and mutual TLS when a CA file is 
 """
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import weakref
@@ -105,7 +106,7 @@ class Server:
         for client in self._clients.values():
             client.data_calls = self.transport.call
         self.rendezvous = StepRendezvousTable(self.task_name, self.transport.fetch)
-        peers[self.task_name] = grpc_services.LocalWorkerClient(self.worker, self.rendezvous)
+        peers[self.task_name] = LocalWorkerClient(self.worker, self.rendezvous)
         if data_port is not None:
             # RunGraph calls over the data channel block for a step: never on its reader thread.
             self._data_calls = concurrent.futures.ThreadPoolExecutor(
@@ -116,9 +117,9 @@ class Server:
                 on_request=lambda peer, what, encoding, reply: peer_transport.answer_request(
                     self.rendezvous, peer, what, encoding, reply),
                 on_call=self._on_data_call)
-        workers = {task: grpc_services.AbortForwardingWorker(c, peers) for task, c in peers.items()}
+        workers = {task: AbortForwardingWorker(c, peers) for task, c in peers.items()}
         self.master = Master(cluster, workers, default_task=(job_name, task_index), config=self.config,
-                             rendezvous_factory=grpc_services.NullStepRendezvous)
+                             rendezvous_factory=NullStepRendezvous)
 
         interceptors = [grpc_auth.TokenAuthInterceptor(token)] if token is not None else []
         self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_handler_threads,
@@ -337,3 +338,74 @@ class InProcessSessionRuntime(MasterRuntime):
             return super().run(feeds, feed_values, fetches, targets, options, run_metadata)
         except errors.OpError as e:
             raise grpc_services.with_client_op(e, self.graph) from None
+
+
+# -- the master's view of the tasks: each task owns its step rendezvous ----------------------------
+
+class LocalWorkerClient:
+    """The server's own `Worker` as the master sees it: steps use the task's step rendezvous."""
+
+    def __init__(self, worker, table):
+        self._worker = worker
+        self._table = table
+        self.task_name = worker.task_name
+
+    def __getattr__(self, name):
+        return getattr(self._worker, name)
+
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
+        return grpc_services.run_graph_on_table(self._worker, self._table, graph_handle, step_id, sends, recv_keys,
+                                                timeout, step_stats)
+
+    def cleanup_graph(self, step_id):
+        self._worker.cleanup_graph(step_id)
+        self._table.cleanup(step_id)
+
+
+class AbortForwardingWorker:
+    """Wraps a worker client so that a failed step is cleaned up on every task at once: a peer
+    waiting on a tensor of the failed task stops instead of holding the step (and the master)."""
+
+    def __init__(self, client, peers):
+        self._client = client
+        self._peers = peers  # {task name: client}, filled once all are made
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def run_graph(self, graph_handle, step_id, sends, recv_keys, rendezvous=None, timeout=None, step_stats=None):
+        try:
+            return self._client.run_graph(graph_handle, step_id, sends, recv_keys, rendezvous, timeout, step_stats)
+        except BaseException as e:
+            # Aborted first, so the master's view records this task's error as the step's: a peer
+            # stopped below fails with CancelledError, which could otherwise be recorded before it.
+            if rendezvous is not None:
+                rendezvous.abort(e)
+            for peer in self._peers.values():
+                threading.Thread(target=_quiet_cleanup, args=(peer, step_id), daemon=True).start()
+            raise
+
+
+def _quiet_cleanup(client, step_id):
+    with contextlib.suppress(Exception):  # best effort; the step's own error is reported
+        client.cleanup_graph(step_id)
+
+
+class NullStepRendezvous:
+    """The master's per-step rendezvous when every task owns its own (nothing passes through it;
+    aborts reach the tasks through `AbortForwardingWorker` and CleanupGraph)."""
+
+    def send(self, key, value):
+        raise errors.InternalError(None, None, f"Tensor {key!r} was sent through the master's rendezvous")
+
+    def recv_async(self, key, callback):
+        callback(None, errors.InternalError(None, None, f"Tensor {key!r} was awaited at the master"))
+
+    def recv(self, key, timeout=None):
+        raise errors.InternalError(None, None, f"Tensor {key!r} was awaited at the master")
+
+    def abort(self, error):
+        pass
+
+    def pending_keys(self):
+        return [], []

@@ -391,7 +391,7 @@ def test_closing_a_session_cancels_its_steps_still_waiting(master):
 def test_a_failed_task_is_recorded_as_the_step_error_before_its_peers_are_stopped():
     """`AbortForwardingWorker` stops the step on the other tasks when one fails; the failed task's
     error must reach the master's view first, or a peer's CancelledError could be reported."""
-    from tensorweave.distributed.grpc_services import AbortForwardingWorker
+    from tensorweave.distributed.server import AbortForwardingWorker
 
     events = []
     peer_stopped = threading.Event()
