@@ -31,9 +31,7 @@ class FrameWriter:
         if not self.lock.acquire(blocking=False):
             return False
         try:
-            for buf in encode_frame(key, None, frame_type=frame_type, limits=self.limits):
-                self.sock.sendall(buf)
-            self.last_progress = time.monotonic()
+            self._send(encode_frame(key, None, frame_type=frame_type, limits=self.limits))
             return True
         finally:
             self.lock.release()
@@ -43,10 +41,8 @@ class FrameWriter:
         large frames through `ring`; a refused renewal keeps the current ring. Under the lock, so
         no frame placed in the new ring goes before the answer, nor one in the old ring after it."""
         with self.lock:
-            for buf in encode_frame(ring.name if ring is not None else "", None, frame_type=FrameType.SHM_ACCEPT,
-                                    limits=self.limits):
-                self.sock.sendall(buf)
-            self.last_progress = time.monotonic()
+            self._send(encode_frame(ring.name if ring is not None else "", None, frame_type=FrameType.SHM_ACCEPT,
+                                    limits=self.limits))
             if ring is not None:
                 self.ring = ring
 
@@ -68,15 +64,19 @@ class FrameWriter:
         if self.write_via_ring(buffers):
             return
         with self.lock:
-            for buf in buffers:
-                if len(buf) <= self._chunk:  # bytes, or a memoryview of bytes: len is the byte count
-                    self.sock.sendall(buf)
-                else:
-                    view = memoryview(buf)
-                    for start in range(0, len(view), self._chunk):
-                        self.sock.sendall(view[start:start + self._chunk])
-                        self.last_progress = time.monotonic()
-            self.last_progress = time.monotonic()
+            self._send(buffers)
+
+    def _send(self, buffers):
+        """Sends `buffers` on the stream; the caller holds the lock."""
+        for buf in buffers:
+            if len(buf) <= self._chunk:  # bytes, or a memoryview of bytes: len is the byte count
+                self.sock.sendall(buf)
+            else:
+                view = memoryview(buf)
+                for start in range(0, len(view), self._chunk):
+                    self.sock.sendall(view[start:start + self._chunk])
+                    self.last_progress = time.monotonic()
+        self.last_progress = time.monotonic()
 
 
 class ReplyWriter:

@@ -58,13 +58,21 @@ _free_bytes = [0]  # their total (approximate under races: it only bounds what i
 _lent_blocks = {}  # id -> weak reference to an array over a block in use; each gives its block back
 
 
+def lend(buffer, offset, nbytes, dtype, shape, on_gone):
+    """An array of `dtype` and `shape` over `nbytes` bytes of `buffer` from `offset`, and the weak
+    reference that calls `on_gone()` once that array and every view of it are gone (keep the
+    reference alive until then). numpy stops collapsing view bases at an array whose own base is
+    not an array, so every view keeps the uint8 array made here, and the reference fires only
+    when the last of them dies."""
+    block = np.frombuffer(buffer, np.uint8, nbytes, offset)
+    return block.view(dtype).reshape(shape), weakref.ref(block, lambda _: on_gone())
+
+
 def _payload_array(shape, dtype, nbytes):
     """An array of `shape` and `dtype` (`nbytes` long) to receive a payload into. A large one reuses
-    the memory of a received array of that size that is gone: fresh memory costs a page fault and
-    zeroing per page (a 64 MB tensor took about a third longer to arrive than it does this way).
-    `np.frombuffer` over a bytearray makes the array every view of it keeps (numpy stops
-    collapsing view bases at an array whose own base is not an array), so a block returns to the
-    pool only once the received value and all its views are gone."""
+    the memory of a received array of that size that is gone (`lend`): fresh memory costs a page
+    fault and zeroing per page (a 64 MB tensor took about a third longer to arrive than it does
+    this way)."""
     if nbytes < _REUSE_MIN_BYTES:
         return np.empty(shape, dtype)
     try:
@@ -72,10 +80,9 @@ def _payload_array(shape, dtype, nbytes):
         _free_bytes[0] -= nbytes              # weak reference callback could be waiting on
     except (KeyError, IndexError):
         block = bytearray(nbytes)
-    holder = np.frombuffer(block, np.uint8)
-    ref = weakref.ref(holder, lambda ref, block=block: _give_back_block(ref, block))
+    array, ref = lend(block, 0, nbytes, dtype, shape, lambda: _give_back_block(ref, block))
     _lent_blocks[id(ref)] = ref
-    return holder.view(dtype).reshape(shape)
+    return array
 
 
 def _give_back_block(ref, block):

@@ -36,10 +36,10 @@ import struct
 import sys
 import threading
 import time
-import weakref
 
 import numpy as np
 
+from tensorweave.distributed.transport import frames
 from tensorweave.framework.graph_io import process_exists
 
 SHM_DIR = "/dev/shm"
@@ -141,11 +141,8 @@ class ReplyRing:
         self._taken = end
         entry = [end, False, None, time.monotonic()]
         if dtype.kind != "b" and nbytes:  # bool payloads are checked after reading: copied first
-            # Every view of `block` keeps it (numpy stops collapsing view bases at an array whose
-            # own base is not an array), so the callback runs once no view of these bytes is left.
-            block = np.frombuffer(self._map, np.uint8, nbytes, _HEADER + start)
-            entry[2] = weakref.ref(block, lambda _, entry=entry: self._give_back(entry))
-            array = block.view(dtype).reshape(shape)
+            array, entry[2] = frames.lend(self._map, _HEADER + start, nbytes, dtype, shape,
+                                          lambda: self._give_back(entry))
         else:
             array = np.empty(shape, dtype)
             array.reshape(-1).view(np.uint8)[:] = self._data[start:start + nbytes]
