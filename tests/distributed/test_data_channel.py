@@ -155,6 +155,41 @@ def test_reader_returns_none_at_clean_end_and_reads_back_to_back_frames():
     assert reader.read() is None
 
 
+class _TrickleSource:
+    """Hands out a byte string in pieces of random size, as a socket may."""
+
+    def __init__(self, data, seed, most):
+        self._data, self._pos, self._rng, self._most = memoryview(data), 0, random.Random(seed), most
+
+    def recv_into(self, buf, nbytes=0):
+        n = min(len(buf), len(self._data) - self._pos, self._rng.randint(1, self._most))
+        buf[:n] = self._data[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+@pytest.mark.parametrize("most", [1, 7, 1000, 70_000])
+def test_frames_split_anywhere_by_the_stream_read_back_whole(most):
+    # Small frames are parsed where they were received; a header straddling the end of the
+    # read-ahead buffer is moved to its front; a key near its 64 KiB bound and payloads larger
+    # than the buffer take the other paths.
+    limits = FrameLimits(max_key_bytes=0xFFFF)
+    frames_in = [("a", np.arange(3, dtype=np.float32)), ("b" * 300, np.ones((2, 3), bool)),
+                 ("k" * 0xFFF0, np.arange(5, dtype=np.int64)), ("big", np.arange(40_000, dtype=np.float64)),
+                 ("e", np.zeros((0, 4), np.float32)), ("s", np.arange(17_000, dtype=np.int32))] * 3
+    frames_in += [(str(i), np.full(i % 5, i, np.int16)) for i in range(3000)]  # they fill the buffer
+    data = b"".join(b"".join(bytes(b) for b in encode_frame(key, array, limits=limits)) for key, array in frames_in)
+    data += _frame_bytes("p", None, frame_type=FrameType.PING)
+    reader = FrameReader(_TrickleSource(data, seed=most, most=most), limits)
+    for key, array in frames_in:
+        frame = reader.read()
+        assert frame.key == key
+        np.testing.assert_array_equal(frame.array, array)
+        assert frame.array.dtype == array.dtype and frame.array.flags.writeable
+    assert reader.read().type is FrameType.PING
+    assert reader.read() is None
+
+
 @pytest.mark.parametrize("array", [np.array([1], object), np.zeros(2, "datetime64[s]")])
 def test_non_numeric_dtypes_are_refused(array):
     with pytest.raises(FrameError, match="dtype|only bytes or str"):

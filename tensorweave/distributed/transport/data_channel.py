@@ -309,7 +309,8 @@ class DataChannelClient:
         self._pongs = {}
         self._pong_cond = threading.Condition()
         self._seq = 0
-        self._requests = {}  # request id -> deliver(frame, error), guarded by _pong_cond
+        self._requests = {}  # request id -> deliver(frame, error), guarded by _requests_lock
+        self._requests_lock = threading.Lock()
         try:
             raw = socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout)
         except OSError as e:
@@ -374,7 +375,7 @@ class DataChannelClient:
         return self._ask(FrameType.CALL, method, payload, "none", deliver)
 
     def _ask(self, frame_type, what, array, encoding, deliver):
-        with self._pong_cond:
+        with self._requests_lock:
             self._seq += 1
             request_id = str(self._seq)
             self._requests[request_id] = deliver
@@ -390,7 +391,7 @@ class DataChannelClient:
         return lambda error: self._settle(request_id, None, error)
 
     def _settle(self, request_id, frame, error):
-        with self._pong_cond:
+        with self._requests_lock:
             deliver = self._requests.pop(request_id, None)
         if deliver is not None:
             deliver(frame, error)
@@ -398,7 +399,7 @@ class DataChannelClient:
     def ping(self, timeout=5.0):
         """Round trip to the peer; returns the seconds it took. UnavailableError if no PONG in `timeout`."""
         self._check_alive()
-        with self._pong_cond:
+        with self._requests_lock:
             self._seq += 1
             seq = str(self._seq)
         start = time.monotonic()
@@ -421,16 +422,16 @@ class DataChannelClient:
                 frame = reader.read()
                 if frame is None or frame.type is FrameType.CLOSE:
                     raise ConnectionResetError("peer closed the connection")
-                if frame.type is FrameType.PONG:
+                if frame.type is FrameType.TENSOR:
+                    self._settle(frame.key, frame, None)  # a late reply to a cancelled request is dropped
+                    if reader.ring is not None and self._renew and self._ring is None and reader.ring.stuck():
+                        self._offer_fresh_ring(reader.ring.capacity)
+                elif frame.type is FrameType.PONG:
                     with self._pong_cond:
                         self._pongs[frame.key] = time.monotonic()
                         self._pong_cond.notify_all()
                 elif frame.type is FrameType.PING:
                     self._writer.write(FrameType.PONG, frame.key)
-                elif frame.type is FrameType.TENSOR:
-                    self._settle(frame.key, frame, None)  # a late reply to a cancelled request is dropped
-                    if reader.ring is not None and self._renew and self._ring is None and reader.ring.stuck():
-                        self._offer_fresh_ring(reader.ring.capacity)
                 elif frame.type is FrameType.FAILED:
                     request_id, error = _parse_failure(frame.key, self.address)
                     self._settle(request_id, None, error)
@@ -517,7 +518,7 @@ class DataChannelClient:
         return self._error
 
     def _fail_requests(self, error):
-        with self._pong_cond:
+        with self._requests_lock:
             pending, self._requests = self._requests, {}
         for deliver in pending.values():
             deliver(None, error)

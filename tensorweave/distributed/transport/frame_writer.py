@@ -61,6 +61,11 @@ class FrameWriter:
             return True
 
     def write_buffers(self, buffers):
+        if len(buffers) == 1:  # a small frame, joined into one buffer by encode_frame
+            with self.lock:
+                self.sock.sendall(buffers[0])
+                self.last_progress = time.monotonic()
+            return
         if self.write_via_ring(buffers):
             return
         with self.lock:

@@ -20,7 +20,7 @@ import enum
 import math
 import struct
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ml_dtypes
 import numpy as np
@@ -147,15 +147,15 @@ class FrameLimits:
             raise ValueError(f"Invalid frame limits {self}")
 
 
-@dataclass
 class Frame:
-    """One decoded frame. `array` is None except for TENSOR and CALL frames."""
+    """One decoded frame. `array` is None except for TENSOR and CALL frames. (A plain class with
+    slots: one is made per frame received, and a dataclass's field defaults cost more.)"""
 
-    type: FrameType
-    key: str = ""
-    array: np.ndarray | None = None
-    encoding: str = "none"
-    meta: dict = field(default_factory=dict)
+    __slots__ = ("type", "key", "array", "encoding", "meta")
+
+    def __init__(self, frame_type, key="", array=None, encoding="none", meta=None):
+        self.type, self.key, self.array, self.encoding = frame_type, key, array, encoding
+        self.meta = {} if meta is None else meta
 
 
 def dtype_enum(dtype):
@@ -177,7 +177,8 @@ def encode_frame(key, array, encoding="none", meta=None, frame_type=FrameType.TE
     For a C-contiguous little-endian array the payload is a view of the array's memory (no copy),
     so do not change the array until the buffers are sent. Non-TENSOR frames pass `array=None`.
     """
-    frame_type = FrameType(frame_type)
+    if frame_type.__class__ is not FrameType:
+        frame_type = FrameType(frame_type)
     key_bytes = _check_key(key, limits)
     enc_bytes = _check_encoding(encoding)
     mask, meta_values = _pack_meta(meta) if meta else _NO_META
@@ -269,10 +270,10 @@ class FrameReader:
         self._start = self._end = 0  # the unread part of `_ahead`
 
     def read(self):
-        head = self._take(_PREFIX.size, at_boundary=True)
-        if head is None:
+        if self._end - self._start < _PREFIX.size and not self._buffer(_PREFIX.size, at_boundary=True):
             return None
-        magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved = _PREFIX.unpack(head)
+        ahead, pos = self._ahead, self._start
+        magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved = _PREFIX.unpack_from(ahead, pos)
         # One test for the common case; `_check_prefix` says which rule a bad frame broke.
         if (magic != MAGIC or version != VERSION or ftype not in _FRAME_TYPES or reserved
                 or key_len > self._limits.max_key_bytes or enc_len > MAX_ENCODING_LENGTH or rank > MAX_RANK
@@ -282,13 +283,23 @@ class FrameReader:
             self._check_prefix(magic, version, ftype, code, rank, key_len, enc_len, mask, nbytes, reserved)
         ftype = _FRAME_TYPES[ftype]
         n_meta = _META_COUNT[mask]
-        var = self._take(key_len + enc_len + rank * _DIM.size + n_meta * _META.size)
-        key = _decode_text(var[:key_len], "utf-8", "key")
-        encoding = _ENCODING_NAMES.get(bytes(var[key_len:key_len + enc_len]))
+        var_len = key_len + enc_len + rank * _DIM.size + n_meta * _META.size
+        if _PREFIX.size + var_len <= len(ahead):  # the usual case: parse the header where it was received
+            if self._end - pos < _PREFIX.size + var_len:
+                self._buffer(_PREFIX.size + var_len)
+                pos = self._start
+            var, pos = ahead, pos + _PREFIX.size
+            self._start = pos + var_len
+        else:  # a key near its 64 KiB bound
+            self._start = pos + _PREFIX.size
+            var, pos = self._take(var_len), 0
+        key = _decode_text(var[pos:pos + key_len], "utf-8", "key")
+        pos += key_len
+        encoding = _ENCODING_NAMES.get(bytes(var[pos:pos + enc_len]))
         if encoding is None:
-            name = _decode_text(var[key_len:key_len + enc_len], "ascii", "encoding")
+            name = _decode_text(var[pos:pos + enc_len], "ascii", "encoding")
             raise FrameError(f"unknown encoding {name!r}; expected one of {sorted(ENCODINGS)}")
-        pos = key_len + enc_len
+        pos += enc_len
         shape = _DIMS[rank].unpack_from(var, pos)
         meta = _unpack_meta(mask, _META_VALUES[n_meta].unpack_from(var, pos + rank * _DIM.size)) if mask else {}
         if ftype not in _PAYLOAD_TYPES:
@@ -301,9 +312,14 @@ class FrameReader:
         if dtype is None:
             raise FrameError(f"unsupported dtype enum {code} for tensor {key!r}")
         _check_shape(shape, dtype, nbytes, key, self._limits)
-        array = _payload_array(shape, dtype, nbytes)
-        if nbytes:
-            self._fill(array.reshape(-1).view(np.uint8).data)
+        start = self._start
+        if 0 < nbytes <= self._end - start:  # all received already (a small tensor): one copy out
+            array = np.frombuffer(self._ahead, dtype, nbytes // dtype.itemsize, start).reshape(shape).copy()
+            self._start = start + nbytes
+        else:
+            array = _payload_array(shape, dtype, nbytes)
+            if nbytes:
+                self._fill(array.reshape(-1).view(np.uint8).data)
         if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
             raise FrameError(f"bool tensor {key!r} holds bytes other than 0 and 1")
         return Frame(ftype, key, array, encoding, meta)
@@ -358,6 +374,26 @@ class FrameReader:
         if not self._fill(memoryview(out), at_boundary):
             return None
         return out
+
+    def _buffer(self, n, at_boundary=False):
+        """Receives until the read-ahead buffer holds `n` bytes (at most its size) from `_start`;
+        False on end of stream before the first byte if at a boundary."""
+        ahead, start, end = self._ahead, self._start, self._end
+        if start + n > len(ahead):  # move what is buffered to the front
+            ahead[:end - start] = ahead[start:end]
+            start, end = 0, end - start
+            self._start, self._end = start, end
+        while end - start < n:
+            got = self._source.recv_into(ahead[end:])
+            if not got:
+                if at_boundary and end == start:
+                    return False
+                raise FrameError(f"stream ended inside a frame ({end - start} of {n} bytes)")
+            end += got
+            self._end = end
+            if self._on_progress is not None:
+                self._on_progress(got)
+        return True
 
     def _read_strings(self, shape, nbytes, key):
         # Each element costs at least its 8-byte length, so the payload bound bounds the count.
