@@ -7,7 +7,9 @@
 1. Transfer: one process pulls float32 tensors of 1 KB, 1 MB and 64 MB from another over
    loopback, one request at a time: TensorWeave's data channel (cluster token on) next to a plain
    socket (length-prefixed request, reply received into a preallocated buffer) and Python gRPC
-   (a unary call returning bytes), all measured in the same run. The 1 KB time is the round trip.
+   (a unary call returning bytes), all measured in the same run, their timed blocks taking turns
+   (socket, data channel, gRPC, then again) so each sees the same drift of the machine's speed.
+   The 1 KB time is the round trip.
 2. Training: the MLP 784-1024-1024-10 of the local benchmark, async SGD, all variables on one PS
    (`replica_device_setter`), fed a batch of 128 each step: one process, 1 PS + 1 worker, 1 PS +
    2 workers (the workers' steps/s summed), on TensorWeave and on TensorFlow's runtime.
@@ -238,7 +240,7 @@ def print_transfer(r):
     sizes = sorted({t["bytes"] for t in r["transfers"]})
     mark = "~" if noisy(r.get("foreign_load")) else ""
     print("1. Tensor transfer between two processes over loopback, float32, one at a time "
-          "(median of repeats)")
+          "(median of 7 blocks, the methods' blocks taking turns)")
     print("   data channel: DataChannelClient.request, answered from a preallocated array, the reply handed")
     print("     to the waiting thread through a SimpleQueue as to a step's executor; cluster token on")
     print("   plain socket: length-prefixed request, reply received into a preallocated buffer")

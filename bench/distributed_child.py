@@ -156,7 +156,7 @@ def transfer_server(args, commands):
 def transfer_client(args, commands):
     import grpc
 
-    from bench.run_one import FULL, QUICK, measure
+    from bench.run_one import FULL, QUICK
     from tensorweave.distributed.transport.data_channel import DataChannelClient
 
     token = os.environ[TOKEN_ENV]
@@ -227,13 +227,16 @@ def transfer_client(args, commands):
         methods.append(("grpc", grpc_call))
     try:
         for nbytes in args.sizes:
-            for name, make in methods:
-                if name == "grpc" and nbytes > args.grpc_max_bytes:
-                    continue
-                t = dict(timing)
-                if nbytes >= 16 << 20:  # a few transfers per block are enough, and gRPC is slow
-                    t.update(warmup_s=min(t["warmup_s"], 0.2), min_warmup=2)
-                per, n, _, _ = measure(make(str(nbytes)), **t)
+            steps = {name: make(str(nbytes)) for name, make in methods
+                     if name != "grpc" or nbytes <= args.grpc_max_bytes}
+            t = dict(timing)
+            if nbytes >= 16 << 20:  # a few transfers per block are enough, and gRPC is slow
+                t.update(warmup_s=min(t["warmup_s"], 0.2), min_warmup=2)
+            # gRPC (for reference) after the pair it would disturb: its threads stay busy after a call.
+            grpc_step = {"grpc": steps.pop("grpc")} if "grpc" in steps else {}
+            timed = measure_interleaved(steps, **t)
+            timed.update(measure_interleaved(grpc_step, **t))
+            for name, (per, n) in timed.items():
                 s = sorted(per)
                 median = s[len(s) // 2]
                 results.append(dict(method=name, bytes=nbytes, seconds=median, best_s=s[0],
@@ -243,6 +246,34 @@ def transfer_client(args, commands):
         sock.close()
         grpc_channel.close()
     emit(event="result", transfers=results)
+
+
+def measure_interleaved(steps, repeats, target_s, warmup_s, min_warmup):
+    """Times each of `steps` (name -> step(i)) in `repeats` rounds, one block of each per round,
+    so every method sees the same drift of the machine's speed. Blocks are sized (after a warm-up)
+    to take about `target_s`. Returns name -> (per-step seconds of each block, steps per block)."""
+    clock = time.perf_counter
+    sizes, done = {}, {}
+    for name, step in steps.items():
+        warm, i, t_start = [], 0, clock()
+        while i < min_warmup or clock() - t_start < warmup_s:
+            t0 = clock()
+            step(i)
+            warm.append(clock() - t0)
+            i += 1
+        tail = sorted(warm[len(warm) // 2:])
+        sizes[name] = max(1, int(round(target_s / max(tail[len(tail) // 2], 1e-7))))
+        done[name] = i
+    per = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            n, i = sizes[name], done[name]
+            t0 = clock()
+            for j in range(i, i + n):
+                step(j)
+            per[name].append((clock() - t0) / n)
+            done[name] = i + n
+    return {name: (per[name], sizes[name]) for name in steps}
 
 
 # --- parameter-server training --------------------------------------------------------------------
