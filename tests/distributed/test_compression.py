@@ -114,6 +114,19 @@ def test_float16_in_range(normals):
     np.testing.assert_array_equal(y, x.astype(np.float16).astype(np.float32))
 
 
+@pytest.mark.parametrize("tiny_share", [0.001, 0.5])
+def test_float16_encodes_a_few_or_many_tiny_values_as_numpy_casts(tiny_share):
+    # Values below half's normal range take one path when few (weights) and another when many
+    # (gradients); `test_float16_is_bit_for_bit_numpys_cast` covers every other kind of value.
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(50_000).astype(np.float32)
+    tiny = rng.random(x.size) < tiny_share
+    x[tiny] = (rng.standard_normal(np.count_nonzero(tiny)) * 2.0**-17).astype(np.float32)
+    x[:4] = [2.0**-25, -3 * 2.0**-25, 2.0**-14 - 2.0**-25, 1e-45]  # ties to even, the top, a denormal
+    payload, _ = encode(x, "float16")
+    np.testing.assert_array_equal(np.frombuffer(payload, np.uint16), x.astype(np.float16).view(np.uint16))
+
+
 @pytest.mark.parametrize("scale", [1.0, 1e-30, 1e30, 1e-37, 1.1754944e-38, 1e-40])
 def test_int8_absolute_error(scale):
     x = (np.random.default_rng(3).standard_normal(10000) * scale).astype(np.float32)
