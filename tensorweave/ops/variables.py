@@ -28,7 +28,10 @@ class Variable:
         graph = get_default_graph()
         self._trainable = bool(trainable)
         self._constraint = constraint
-        with name_scope(name, "Variable", [] if callable(initial_value) else [initial_value]) as scope:
+        # As in TF1, a variable never depends on the control inputs around its creation: its
+        # initializer must run alone (`global_variables_initializer` inside a training block).
+        with graph.control_dependencies(None), \
+                name_scope(name, "Variable", [] if callable(initial_value) else [initial_value]) as scope:
             with name_scope("Initializer"):
                 value = initial_value() if callable(initial_value) else initial_value
                 value = convert_to_tensor(value, dtype=dtype, name="initial_value")

@@ -291,6 +291,19 @@ def test_root_scope_reentry_and_control_dependencies():
         assert tf.get_variable("v", [1]) is v
 
 
+def test_a_tf_variable_made_under_control_dependencies_initializes_alone():
+    # As in TF1: the initializer must not wait for (here: need a feed for) the ops around it.
+    x = tf.placeholder(tf.float32, [])
+    update = tf.assign(tf.Variable(0.0, name="seen"), x)
+    with tf.control_dependencies([update]):
+        v = tf.Variable(lambda: tf.ones([2]), name="v")
+        after = tf.identity(v)
+    assert v.initializer.control_inputs == [] and v.op.control_inputs == []
+    assert v.initial_value.op.control_inputs == []
+    assert after.op.control_inputs == [update.op]  # the block still applies to the ops made in it
+    assert _init_and_run(v).tolist() == [1.0, 1.0]
+
+
 def test_values_pick_the_graph():
     other = tf.Graph()
     with other.as_default():
