@@ -64,6 +64,10 @@ def _graph_def(spec, incarnation, incarnations):
     for op in spec.ops:
         node = out.node.add()
         node.CopyFrom(node_def_of(op))
+        # Placement is done: a colocation group may name an op this partition does not hold (a
+        # fetched moving average without its variable), which the task's import would refuse.
+        if "_class" in node.attr:
+            del node.attr["_class"]
         del node.input[:]
         for position, t in enumerate(op.inputs):
             node.input.append(replaced.get((op, position)) or fed.get(t) or

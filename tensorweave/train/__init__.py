@@ -19,6 +19,7 @@ _TABLE = {
     **_names("learning_rate_decay", "exponential_decay piecewise_constant inverse_time_decay "
              "polynomial_decay natural_exp_decay"),
     **_names("coordinator", "Coordinator"),
+    **_names("moving_averages", "ExponentialMovingAverage"),
     **_names("queue_runner", "QueueRunner add_queue_runner start_queue_runners"),
     "SyncReplicasOptimizer": "tensorweave.train.sync_replicas_optimizer:SyncReplicasOptimizer",
     "Supervisor": "tensorweave.train.supervisor:Supervisor",

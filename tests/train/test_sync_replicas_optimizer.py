@@ -32,20 +32,24 @@ def target(monkeypatch):
     return "sync-replicas-test://"
 
 
-def _replica(task, total=3, timeout=None):
+def _replica(task, total=3, timeout=None, average_decay=None):
     """Worker `task`'s graph: loss = sum(w * x), so the gradient of w is the fed x; 2 of `total`
-    replicas are aggregated, with `replica_timeout_secs=timeout`."""
+    replicas are aggregated, with `replica_timeout_secs=timeout`; with `average_decay`, the chief
+    also keeps an exponential moving average of w."""
     graph = tf.Graph()
     with graph.as_default(), tf.device(tf.train.replica_device_setter(
             cluster=CLUSTER, worker_device=f"/job:worker/task:{task}")):
         global_step = tf.train.get_or_create_global_step()
         w = tf.Variable(W_INIT, name="w")
         x = tf.placeholder(tf.float32, [2], name="x")
+        ema = None if average_decay is None else tf.train.ExponentialMovingAverage(average_decay, global_step)
         opt = tf.train.SyncReplicasOptimizer(tf.train.GradientDescentOptimizer(1.0), replicas_to_aggregate=2,
-                                             total_num_replicas=total, replica_timeout_secs=timeout)
+                                             total_num_replicas=total, replica_timeout_secs=timeout,
+                                             variable_averages=ema, variables_to_average=None if ema is None else [w])
         train = opt.minimize(tf.reduce_sum(w * x), global_step=global_step)
         init = tf.global_variables_initializer()
-    return {"graph": graph, "opt": opt, "train": train, "x": x, "w": w, "step": global_step, "init": init}
+    return {"graph": graph, "opt": opt, "train": train, "x": x, "w": w, "step": global_step, "init": init,
+            "ema": ema}
 
 
 class _Train(threading.Thread):
@@ -122,6 +126,47 @@ def test_each_update_is_the_mean_of_the_first_fresh_gradients_and_stale_ones_are
         coord.request_stop()
         for sess in sessions:
             sess.close()
+
+
+def test_variable_averages_follow_each_global_step_on_the_ps(target):
+    # As in TF's distributed Inception trainer: the chief updates the averages after each
+    # aggregated update, with the decay capped by the global step.
+    rs = [_replica(i, total=2, average_decay=0.9) for i in range(2)]
+    sessions = [tf.Session(target, graph=r["graph"]) for r in rs]
+    chief, s1 = sessions
+    coord, threads = tf.train.Coordinator(), []
+    try:
+        shadow = rs[0]["ema"].average(rs[0]["w"])
+        assert shadow.op.name == "w/ExponentialMovingAverage" and shadow.device == rs[0]["w"].device
+        chief.run(rs[0]["init"])
+        chief.run(rs[0]["opt"].chief_init_op)
+        chief.run(rs[0]["opt"].get_init_tokens_op())
+        threads = rs[0]["opt"].get_chief_queue_runner().create_threads(chief, coord=coord, daemon=True, start=True)
+        s1.run(rs[1]["opt"].local_step_init_op)
+        w, average = W_INIT.astype(np.float64), W_INIT.astype(np.float64)
+        for step, (x0, x1) in enumerate([([1.0, 2.0], [3.0, 6.0]), ([2.0, 0.0], [0.0, 2.0])], start=1):
+            if step > 1:  # the gradients of the round that took step 1's first tokens are stale
+                _Train(chief, rs[0], [100.0, 100.0]).finish()
+                _Train(s1, rs[1], [100.0, 100.0]).finish()
+            rounds = [_Train(chief, rs[0], x0), _Train(s1, rs[1], x1)]  # each waits for the other's push
+            for r in rounds:
+                r.finish()
+            _wait_for_step(chief, rs[0], step)
+            w = w - (np.array(x0) + np.array(x1)) / 2
+            decay = min(0.9, (1 + step) / (10 + step))
+            average = decay * average + (1 - decay) * w
+            deadline = time.monotonic() + WAIT  # the averages follow the step's tokens, just after them
+            while not np.allclose(chief.run(shadow), average, rtol=1e-6):
+                assert time.monotonic() < deadline, (chief.run(shadow), average)
+                time.sleep(0.01)
+        np.testing.assert_allclose(chief.run(rs[0]["w"]), w, rtol=1e-6)
+    finally:
+        coord.request_stop()
+        for sess in sessions:
+            sess.close()  # ends the queue runner's wait for the next step's gradients
+        for thread in threads:
+            thread.join(WAIT)
+            assert not thread.is_alive()
 
 
 # -- which replica sent what, and the chief's timeout ------------------------------------------
