@@ -143,6 +143,8 @@ ROOT = {
     **_names(_VS, "get_variable variable_scope get_variable_scope VariableScope AUTO_REUSE "
              "get_local_variable"),
     **_names(_STATE, "assign assign_add assign_sub is_variable_initialized"),
+    **_names("tensorweave.ops.scatter_ops", "scatter_update scatter_add scatter_sub scatter_mul scatter_div "
+             "scatter_min scatter_max"),
     **_names("tensorweave.ops.data_flow_ops", "FIFOQueue QueueBase ConditionalAccumulator"),
     **_names(_INIT, "zeros_initializer ones_initializer constant_initializer random_normal_initializer "
              "truncated_normal_initializer random_uniform_initializer glorot_uniform_initializer "

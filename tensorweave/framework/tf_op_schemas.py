@@ -79,6 +79,8 @@ _TYPE_ATTRS = {
     "SparseApplyAdagrad": {"T": "in0", "Tindices": "in4"},
     "SparseApplyRMSProp": {"T": "in0", "Tindices": "in8"},
     "SparseApplyCenteredRMSProp": {"T": "in0", "Tindices": "in9"},
+    **{r: {"T": "in0", "Tindices": "in1"} for r in ("ScatterUpdate", "ScatterAdd", "ScatterSub", "ScatterMul",
+                                                     "ScatterDiv", "ScatterMin", "ScatterMax")},
     **{r: {"T": "in0", "Tidx": "in1"} for r in ("Sum", "Mean", "Max", "Min", "Prod", "ArgMax", "ArgMin",
                                                  "Cumsum", "Cumprod")},
 }
@@ -99,6 +101,9 @@ _ATTR_DEFAULTS = {
     "AssignAdd": {"validate_shape": True, "use_locking": False},
     "AssignSub": {"validate_shape": True, "use_locking": False},
     "ApplyGradientDescent": {"use_locking": False},
+    "ScatterUpdate": {"use_locking": True},
+    **{r: {"use_locking": False} for r in ("ScatterAdd", "ScatterSub", "ScatterMul", "ScatterDiv", "ScatterMin",
+                                           "ScatterMax")},
     "ApplyMomentum": {"use_locking": False, "use_nesterov": False},
     "SparseApplyMomentum": {"use_locking": False, "use_nesterov": False},
     "ApplyAdagrad": {"use_locking": False, "update_slots": True},

@@ -9,7 +9,7 @@ from tensorweave.framework.op_builder import (colocate_with, convert_to_tensor, 
                                               register_tensor_conversion_function)
 from tensorweave.framework.tensor import Tensor
 from tensorweave.framework.tensor_shape import TensorShape, as_shape
-from tensorweave.ops import array_ops, state_ops
+from tensorweave.ops import array_ops, scatter_ops, state_ops
 
 
 class Variable:
@@ -150,6 +150,21 @@ class Variable:
 
     def assign_sub(self, delta, use_locking=False, name=None, read_value=True):
         return state_ops.assign_sub(self._variable, delta, name=name)
+
+    def scatter_update(self, sparse_delta, use_locking=False, name=None):
+        """Sets the rows `sparse_delta.indices` to `sparse_delta.values` (an `IndexedSlices`)."""
+        return scatter_ops.scatter_update(self._variable, sparse_delta.indices, sparse_delta.values,
+                                       use_locking=use_locking, name=name)
+
+    def scatter_add(self, sparse_delta, use_locking=False, name=None):
+        """Adds `sparse_delta.values` (an `IndexedSlices`) to the rows `sparse_delta.indices`."""
+        return scatter_ops.scatter_add(self._variable, sparse_delta.indices, sparse_delta.values,
+                                       use_locking=use_locking, name=name)
+
+    def scatter_sub(self, sparse_delta, use_locking=False, name=None):
+        """Subtracts `sparse_delta.values` (an `IndexedSlices`) from the rows `sparse_delta.indices`."""
+        return scatter_ops.scatter_sub(self._variable, sparse_delta.indices, sparse_delta.values,
+                                       use_locking=use_locking, name=name)
 
     def set_shape(self, shape):
         self._variable.set_shape(shape)

@@ -157,3 +157,9 @@ class GradientDescentOptimizer(Optimizer):
         from tensorweave.ops import training_ops
         lr = self._lr_t if self._lr_t.dtype is var.dtype else array_ops.cast(self._lr_t, var.dtype)
         return training_ops.apply_gradient_descent(var._ref(), lr, grad, use_locking=self._use_locking).op
+
+    def _apply_sparse(self, grad, var):
+        """Only the gradient's rows change (and travel to the variable's PS), as TF's scatter_sub."""
+        from tensorweave.ops import scatter_ops
+        lr = self._lr_t if self._lr_t.dtype is var.dtype else array_ops.cast(self._lr_t, var.dtype)
+        return scatter_ops.scatter_sub(var._ref(), grad.indices, grad.values * lr, use_locking=self._use_locking).op

@@ -132,6 +132,10 @@ def _training():
         e = tf.Variable(np.ones((4, 3), np.float32), name=f"e{i}")
         train.append(opt.minimize(loss(v, e)))
     train += [tf.assign_add(counter, 1.0).op, tf.assign_sub(counter, 0.5).op, tf.assign(noise, noise * 2).op]
+    table = tf.Variable(np.arange(8, dtype=np.float32).reshape(4, 2) + 1, name="table")
+    train += [scatter(table, [[2], [0]], np.full((2, 1, 2), 1.5, np.float32)).op  # TF's GD uses ScatterSub
+              for scatter in (tf.scatter_update, tf.scatter_add, tf.scatter_mul, tf.scatter_div, tf.scatter_min,
+                              tf.scatter_max)]
     init = tf.global_variables_initializer()
     out = [counter.value(), dense.value(), noise.value(), shuffled, tf.is_variable_initialized(counter),
            tf.report_uninitialized_variables()]
@@ -341,6 +345,7 @@ def test_export_writes_exactly_the_attrs_tf_declares():
         "RandomUniformInt": {"T", "Tout", "seed", "seed2"},
         "AssignAdd": {"T", "use_locking"},
         "SparseApplyMomentum": {"T", "Tindices", "use_locking", "use_nesterov"},
+        "ScatterSub": {"T", "Tindices", "use_locking"},
         "SparseApplyAdagrad": {"T", "Tindices", "use_locking", "update_slots"},
         "SparseApplyRMSProp": {"T", "Tindices", "use_locking"},
         "SparseApplyCenteredRMSProp": {"T", "Tindices", "use_locking"},
