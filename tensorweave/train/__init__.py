@@ -13,7 +13,8 @@ _TABLE = {
     **_names("optimizer", "Optimizer GradientDescentOptimizer"),
     **_names("optimizers", "MomentumOptimizer AdagradOptimizer AdamOptimizer RMSPropOptimizer"),
     **_names("saver", "Saver latest_checkpoint import_meta_graph export_meta_graph checkpoint_exists "
-             "get_checkpoint_state update_checkpoint_state"),
+             "get_checkpoint_state update_checkpoint_state list_variables load_variable NewCheckpointReader "
+             "get_checkpoint_mtimes remove_checkpoint generate_checkpoint_state_proto"),
     **_names("training_util", "get_or_create_global_step get_global_step create_global_step global_step "
              "assert_global_step"),
     **_names("learning_rate_decay", "exponential_decay piecewise_constant inverse_time_decay "

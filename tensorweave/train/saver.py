@@ -30,7 +30,7 @@ import ml_dtypes
 import numpy as np
 import safetensors
 import safetensors.numpy
-from tensorboard.compat.proto import saver_pb2, variable_pb2
+from tensorboard.compat.proto import saver_pb2, types_pb2, variable_pb2
 
 from tensorweave.framework import dtypes, errors, meta_graph
 from tensorweave.framework.graph import GraphKeys, get_default_graph
@@ -175,6 +175,44 @@ def load_variable(ckpt_dir_or_file, name):
     if name not in tensors:
         raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {checkpoint_path(prefix)}")
     return tensors[name]
+
+
+class CheckpointReader:
+    """What `tf.train.NewCheckpointReader(prefix)` returns: a checkpoint's tensors by name (the
+    checkpoint is read and verified once, when the reader is made)."""
+
+    def __init__(self, ckpt_dir_or_file):
+        self._prefix = _resolve(ckpt_dir_or_file)
+        self._tensors, _ = read_checkpoint(self._prefix)
+
+    def has_tensor(self, name):
+        return name in self._tensors
+
+    def get_tensor(self, name):
+        """The value stored under `name` (a fresh, writable array)."""
+        if name not in self._tensors:
+            raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint "
+                                       f"{checkpoint_path(self._prefix)}")
+        return np.array(self._tensors[name])
+
+    def get_variable_to_shape_map(self):
+        return {name: list(value.shape) for name, value in self._tensors.items()}
+
+    def get_variable_to_dtype_map(self):
+        return {name: dtypes.as_dtype(value.dtype) for name, value in self._tensors.items()}
+
+    def debug_string(self):
+        """One line per tensor, "name (DT_...) [dims]", as TF's reader prints them."""
+        lines = [f"{name} ({types_pb2.DataType.Name(dtypes.as_dtype(value.dtype).as_datatype_enum)}) "
+                 f"{list(value.shape)}"
+                 for name, value in sorted(self._tensors.items())]
+        return "".join(line + "\n" for line in lines).encode()
+
+
+def NewCheckpointReader(filepattern):  # noqa: N802 - TF's public name
+    """`tf.train.NewCheckpointReader`: a `CheckpointReader` over checkpoint `filepattern` (a
+    prefix, or a directory for its latest checkpoint)."""
+    return CheckpointReader(filepattern)
 
 
 def _resolve(ckpt_dir_or_file):

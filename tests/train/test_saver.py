@@ -102,8 +102,21 @@ def test_checkpoint_is_a_plain_safetensors_file(tmp_path):
     assert metadata["global_step"] == "7" and metadata["format_version"] == saver_lib.FORMAT_VERSION
     digests = json.loads(metadata["sha256"])
     assert digests["layer/W"] == hashlib.sha256(np.arange(4, dtype=np.float32).tobytes()).hexdigest()
-    assert saver_lib.list_variables(str(tmp_path)) == [("global_step", []), ("layer/W", [4])]
-    assert saver_lib.load_variable(str(tmp_path), "layer/W:0").tolist() == [0, 1, 2, 3]
+    assert tf.train.list_variables(str(tmp_path)) == [("global_step", []), ("layer/W", [4])]
+    assert tf.train.load_variable(str(tmp_path), "layer/W:0").tolist() == [0, 1, 2, 3]
+
+    reader = tf.train.NewCheckpointReader(prefix)  # as TF1 programs inspect checkpoints
+    assert reader.get_variable_to_shape_map() == {"global_step": [], "layer/W": [4]}
+    assert reader.get_variable_to_dtype_map() == {"global_step": tf.int64, "layer/W": tf.float32}
+    assert reader.has_tensor("layer/W") and not reader.has_tensor("layer/b")
+    w = reader.get_tensor("layer/W")
+    w[0] = 9.0  # a fresh array: the reader's copy stays as read
+    assert reader.get_tensor("layer/W").tolist() == [0, 1, 2, 3]
+    assert reader.debug_string() == b"global_step (DT_INT64) []\nlayer/W (DT_FLOAT) [4]\n"
+    with pytest.raises(tf.errors.NotFoundError, match="Key layer/b not found in checkpoint .*ckpt-7"):
+        reader.get_tensor("layer/b")
+    with pytest.raises(tf.errors.NotFoundError, match="no checkpoint file"):
+        tf.train.NewCheckpointReader(str(tmp_path / "missing"))
 
 
 def test_var_list_as_dict_renames_and_reshape(tmp_path):
