@@ -252,18 +252,12 @@ def measure_interleaved(steps, repeats, target_s, warmup_s, min_warmup):
     """Times each of `steps` (name -> step(i)) in `repeats` rounds, one block of each per round,
     so every method sees the same drift of the machine's speed. Blocks are sized (after a warm-up)
     to take about `target_s`. Returns name -> (per-step seconds of each block, steps per block)."""
+    from bench.run_one import warm_up
+
     clock = time.perf_counter
-    sizes, done = {}, {}
+    done, sizes = {}, {}
     for name, step in steps.items():
-        warm, i, t_start = [], 0, clock()
-        while i < min_warmup or clock() - t_start < warmup_s:
-            t0 = clock()
-            step(i)
-            warm.append(clock() - t0)
-            i += 1
-        tail = sorted(warm[len(warm) // 2:])
-        sizes[name] = max(1, int(round(target_s / max(tail[len(tail) // 2], 1e-7))))
-        done[name] = i
+        done[name], sizes[name] = warm_up(step, target_s, warmup_s, min_warmup)
     per = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():

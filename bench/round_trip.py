@@ -25,28 +25,20 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 
 from bench import write_json
+from bench.distributed_child import measure_interleaved
+from bench.distributed_child import recv_exact_into as _recv_exact
 
 _LEN = struct.Struct("<Q")
 TOKEN = "round-trip-benchmark-token"
 NBYTES = 1024
 METHODS = ("socket", "bare client", "framing", "data channel")
-FULL = dict(blocks=7, per_block=700, warmup=500)
-QUICK = dict(blocks=3, per_block=100, warmup=50)
+FULL = dict(repeats=7, target_s=0.15, warmup_s=0.3, min_warmup=200)
+QUICK = dict(repeats=3, target_s=0.02, warmup_s=0.02, min_warmup=20)
 TIMEOUT_S = 10.0
-
-
-def _recv_exact(sock, view):
-    got = 0
-    while got < len(view):
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            raise ConnectionError("the server closed the connection")
-        got += n
 
 
 def serve():
@@ -131,19 +123,12 @@ def _clients(dc_port, sock_port):
     return dict(zip(METHODS, (socket_step, bare_step, framing_step, channel_step), strict=True)), close
 
 
-def measure(steps, blocks, per_block, warmup):
-    """Median microseconds per round trip of each method, its blocks taking turns with the others'."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times = {name: [] for name in steps}
-    for _ in range(blocks):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(per_block):
-                step()
-            times[name].append((time.perf_counter() - t0) / per_block * 1e6)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+def measure(steps, repeats, target_s, warmup_s, min_warmup):
+    """Median microseconds per round trip of each of `steps` (name -> step()), their timed blocks
+    taking turns (`bench.distributed_child.measure_interleaved`)."""
+    timed = measure_interleaved({name: (lambda i, step=step: step()) for name, step in steps.items()},
+                                repeats, target_s, warmup_s, min_warmup)
+    return {name: sorted(per)[len(per) // 2] * 1e6 for name, (per, _) in timed.items()}
 
 
 def run(pin=None, quick=False):
@@ -190,7 +175,7 @@ def main(argv=None):
         return serve()
     result = run(args.pin, args.quick)
     where = f"both processes on core {args.pin}" if args.pin is not None else "unpinned"
-    print(f"1 KB round trip, {where} (median of {(QUICK if args.quick else FULL)['blocks']} blocks, "
+    print(f"1 KB round trip, {where} (median of {(QUICK if args.quick else FULL)['repeats']} blocks, "
           "the methods' blocks taking turns)")
     for name in METHODS:
         print(f"  {name:<14}{result[name]:8.1f} us   {result[name] / result['socket']:5.2f}x the socket")

@@ -140,10 +140,9 @@ class LoadMeter:
         return max(0.0, (busy - self.busy0 - own) / wall) if wall > 0 else None
 
 
-def measure(step, repeats, target_s, warmup_s, min_warmup):
-    """Warm up, then time `repeats` blocks of n steps each (n sized so a block
-    takes ~target_s). Returns (per-step seconds for each block, n, warm-up
-    steps, foreign CPU load in cores during the timed blocks)."""
+def warm_up(step, target_s, warmup_s, min_warmup):
+    """Runs `step(i)` for at least `min_warmup` steps and `warmup_s` seconds. Returns (steps run,
+    steps per timed block: as many as take about `target_s` at the later warm-up steps' median)."""
     clock = time.perf_counter
     t_start = clock()
     warm_times = []
@@ -155,7 +154,16 @@ def measure(step, repeats, target_s, warmup_s, min_warmup):
         i += 1
     tail = sorted(warm_times[len(warm_times) // 2:])
     est = max(tail[len(tail) // 2], 1e-7)
-    n = max(1, int(round(target_s / est)))
+    return i, max(1, int(round(target_s / est)))
+
+
+def measure(step, repeats, target_s, warmup_s, min_warmup):
+    """Warm up, then time `repeats` blocks of n steps each (n sized so a block
+    takes ~target_s). Returns (per-step seconds for each block, n, warm-up
+    steps, foreign CPU load in cores during the timed blocks)."""
+    clock = time.perf_counter
+    i, n = warm_up(step, target_s, warmup_s, min_warmup)
+    n_warm = i
     per_step = []
     meter = LoadMeter()
     for _ in range(repeats):
@@ -164,7 +172,7 @@ def measure(step, repeats, target_s, warmup_s, min_warmup):
             step(j)
         per_step.append((clock() - t0) / n)
         i += n
-    return per_step, n, len(warm_times), meter.foreign_cores()
+    return per_step, n, n_warm, meter.foreign_cores()
 
 
 def run(framework, workload, quick=False):

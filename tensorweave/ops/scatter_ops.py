@@ -103,36 +103,24 @@ def _scatter(type_name, ref, indices, updates, use_locking, name):
                         name=name or type_name)
 
 
-def scatter_update(ref, indices, updates, use_locking=True, name=None):
-    """`tf.scatter_update`: `ref[indices] = updates`; returns the variable's new value."""
-    return _scatter("ScatterUpdate", ref, indices, updates, use_locking, name)
+def _public(type_name, name, doc, locking=False):
+    def scatter(ref, indices, updates, use_locking=locking, name=None):
+        return _scatter(type_name, ref, indices, updates, use_locking, name)
+    scatter.__name__ = scatter.__qualname__ = name
+    scatter.__doc__ = doc
+    return scatter
 
 
-def scatter_add(ref, indices, updates, use_locking=False, name=None):
-    """`tf.scatter_add`: `ref[indices] += updates` (a repeated index adds each of its updates)."""
-    return _scatter("ScatterAdd", ref, indices, updates, use_locking, name)
-
-
-def scatter_sub(ref, indices, updates, use_locking=False, name=None):
-    """`tf.scatter_sub`: `ref[indices] -= updates` (a repeated index subtracts each)."""
-    return _scatter("ScatterSub", ref, indices, updates, use_locking, name)
-
-
-def scatter_mul(ref, indices, updates, use_locking=False, name=None):
-    """`tf.scatter_mul`: `ref[indices] *= updates`."""
-    return _scatter("ScatterMul", ref, indices, updates, use_locking, name)
-
-
-def scatter_div(ref, indices, updates, use_locking=False, name=None):
-    """`tf.scatter_div`: `ref[indices] /= updates` (integers truncate toward zero, as in TF)."""
-    return _scatter("ScatterDiv", ref, indices, updates, use_locking, name)
-
-
-def scatter_min(ref, indices, updates, use_locking=False, name=None):
-    """`tf.scatter_min`: `ref[indices] = minimum(ref[indices], updates)`."""
-    return _scatter("ScatterMin", ref, indices, updates, use_locking, name)
-
-
-def scatter_max(ref, indices, updates, use_locking=False, name=None):
-    """`tf.scatter_max`: `ref[indices] = maximum(ref[indices], updates)`."""
-    return _scatter("ScatterMax", ref, indices, updates, use_locking, name)
+scatter_update = _public("ScatterUpdate", "scatter_update", "`tf.scatter_update`: `ref[indices] = updates`; "
+                         "returns the variable's new value.", locking=True)
+scatter_add = _public("ScatterAdd", "scatter_add", "`tf.scatter_add`: `ref[indices] += updates` (a repeated "
+                      "index adds each of its updates).")
+scatter_sub = _public("ScatterSub", "scatter_sub", "`tf.scatter_sub`: `ref[indices] -= updates` (a repeated "
+                      "index subtracts each).")
+scatter_mul = _public("ScatterMul", "scatter_mul", "`tf.scatter_mul`: `ref[indices] *= updates`.")
+scatter_div = _public("ScatterDiv", "scatter_div", "`tf.scatter_div`: `ref[indices] /= updates` (integers "
+                      "truncate toward zero, as in TF).")
+scatter_min = _public("ScatterMin", "scatter_min", "`tf.scatter_min`: `ref[indices] = minimum(ref[indices], "
+                      "updates)`.")
+scatter_max = _public("ScatterMax", "scatter_max", "`tf.scatter_max`: `ref[indices] = maximum(ref[indices], "
+                      "updates)`.")

@@ -30,6 +30,6 @@ def test_quick_run_times_every_client_and_writes_json(tmp_path):
 def test_measure_times_each_method_in_turns():
     calls = []
     result = round_trip.measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                                blocks=3, per_block=2, warmup=1)
-    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+                                repeats=3, target_s=0.0, warmup_s=0.0, min_warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up step each, then one-step blocks in turns
     assert set(result) == {"a", "b"} and all(us >= 0 for us in result.values())
