@@ -154,7 +154,7 @@ class Variable:
     def scatter_update(self, sparse_delta, use_locking=False, name=None):
         """Sets the rows `sparse_delta.indices` to `sparse_delta.values` (an `IndexedSlices`)."""
         return scatter_ops.scatter_update(self._variable, sparse_delta.indices, sparse_delta.values,
-                                       use_locking=use_locking, name=name)
+                                          use_locking=use_locking, name=name)
 
     def scatter_add(self, sparse_delta, use_locking=False, name=None):
         """Adds `sparse_delta.values` (an `IndexedSlices`) to the rows `sparse_delta.indices`."""

@@ -61,12 +61,9 @@ class FrameWriter:
             return True
 
     def write_buffers(self, buffers):
-        if len(buffers) == 1:  # a small frame, joined into one buffer by encode_frame
-            with self.lock:
-                self.sock.sendall(buffers[0])
-                self.last_progress = time.monotonic()
-            return
-        if self.write_via_ring(buffers):
+        # Only a frame with a separate payload may take the ring: a small one (joined into one
+        # buffer by encode_frame) skips the check.
+        if len(buffers) == 2 and self.write_via_ring(buffers):
             return
         with self.lock:
             self._send(buffers)
