@@ -145,7 +145,8 @@ ROOT = {
     **_names(_STATE, "assign assign_add assign_sub is_variable_initialized"),
     **_names("tensorweave.ops.scatter_ops", "scatter_update scatter_add scatter_sub scatter_mul scatter_div "
              "scatter_min scatter_max"),
-    **_names("tensorweave.ops.data_flow_ops", "FIFOQueue QueueBase ConditionalAccumulator"),
+    **_names("tensorweave.ops.data_flow_ops", "FIFOQueue QueueBase ConditionalAccumulator "
+             "SparseConditionalAccumulator"),
     **_names(_INIT, "zeros_initializer ones_initializer constant_initializer random_normal_initializer "
              "truncated_normal_initializer random_uniform_initializer glorot_uniform_initializer "
              "glorot_normal_initializer variance_scaling_initializer orthogonal_initializer"),

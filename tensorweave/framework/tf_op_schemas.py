@@ -71,9 +71,11 @@ _TYPE_ATTRS = {
     # Queues and accumulators: their type attrs are set when the op is made.
     **{r: {} for r in ("FIFOQueueV2", "QueueDequeueV2", "QueueDequeueManyV2", "QueueSizeV2", "QueueCloseV2",
                        "ConditionalAccumulator", "AccumulatorNumAccumulated", "AccumulatorSetGlobalStep",
-                       "AccumulatorTakeGradient", "FailReplicaRequests")},
+                       "AccumulatorTakeGradient", "FailReplicaRequests", "SparseConditionalAccumulator",
+                       "SparseAccumulatorTakeGradient")},
     **{r: {"Tcomponents": "types1"} for r in ("QueueEnqueueV2", "QueueEnqueueManyV2")},
     "AccumulatorApplyGradient": {"dtype": "in2"},
+    "SparseAccumulatorApplyGradient": {"dtype": "in3"},
     # Sparse updates: the indices follow the gradient.
     "SparseApplyMomentum": {"T": "in0", "Tindices": "in4"},
     "SparseApplyAdagrad": {"T": "in0", "Tindices": "in4"},
@@ -142,6 +144,7 @@ _ATTR_DEFAULTS = {
                                        "QueueDequeueManyV2")},
     "QueueCloseV2": {"cancel_pending_enqueues": False},
     "ConditionalAccumulator": {"container": "", "shared_name": "", "reduction_type": "MEAN"},
+    "SparseConditionalAccumulator": {"container": "", "shared_name": "", "reduction_type": "MEAN"},
     **{r: _SEEDS for r in ("RandomUniform", "RandomStandardNormal", "TruncatedNormal", "RandomUniformInt",
                            "RandomShuffle")},
 }

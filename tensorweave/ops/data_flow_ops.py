@@ -1,4 +1,5 @@
-"""Queues and conditional accumulators: `tf.FIFOQueue` and `tf.ConditionalAccumulator`.
+"""Queues and conditional accumulators: `tf.FIFOQueue`, `tf.ConditionalAccumulator` and
+`tf.SparseConditionalAccumulator`.
 
 Their state lives in the device's resource manager under (container, shared name or op name),
 exactly as a variable's does, so every graph that places the op on the same device shares it
@@ -18,12 +19,13 @@ import numpy as np
 
 from tensorweave.framework import dtypes, errors
 from tensorweave.framework.graph import get_default_graph
+from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.framework.op_builder import apply_op, convert_to_tensor, name_scope
 from tensorweave.framework.op_def import define_op
 from tensorweave.framework.tensor_shape import TensorShape, as_shape, unknown_shape
 from tensorweave.ops import array_ops
 from tensorweave.ops.constant_op import static_value
-from tensorweave.ops.data_flow_state import AccumulatorState, FIFOQueueState
+from tensorweave.ops.data_flow_state import AccumulatorState, FIFOQueueState, SparseAccumulatorState
 
 _as_dtype = dtypes.as_dtype  # FIFOQueue's argument `dtypes` hides the module there
 
@@ -368,15 +370,73 @@ def _accumulator_kernel(op, device):
         op.get_attr("shared_name") or op.name, op.get_attr("dtype"), op.get_attr("shape"), reduction))
 
 
+SparseConditionalAccumulatorOp = define_op("SparseConditionalAccumulator", stateful=True, differentiable=False,
+                                           ref_outputs=True)
+SparseConditionalAccumulatorOp.shape_fn(_handle_shape)
+
+
+@SparseConditionalAccumulatorOp.kernel
+def _sparse_accumulator_kernel(op, device):
+    reduction = op.get_attr("reduction_type")
+    if reduction not in ("MEAN", "SUM"):
+        raise op.error(errors.InvalidArgumentError, f"reduction_type must be MEAN or SUM, got {reduction!r}")
+    return _state(op, device, lambda: SparseAccumulatorState(
+        op.get_attr("shared_name") or op.name, op.get_attr("dtype"), op.get_attr("shape"), reduction))
+
+
+SparseAccumulatorApplyGradient = define_op("SparseAccumulatorApplyGradient", stateful=True, differentiable=False,
+                                           ref_inputs=(0,))
+SparseAccumulatorApplyGradient.shape_fn(lambda op: [])
+
+
+@SparseAccumulatorApplyGradient.kernel
+def _sparse_apply_kernel(op, device):
+    replica = _optional_attr(op, "_replica", "")
+    known = op.get_attr("has_known_shape")
+
+    def apply(state, local_step, indices, values, dense_shape):
+        _check_kind(op, state, sparse=True)
+        state.apply(int(local_step), (indices, values, dense_shape if known else None), replica)
+    return apply
+
+
+SparseAccumulatorTakeGradient = define_op("SparseAccumulatorTakeGradient", stateful=True, differentiable=False,
+                                          ref_inputs=(0,), async_kernel=True)
+
+
+@SparseAccumulatorTakeGradient.shape_fn
+def _sparse_take_shape(op):
+    handle = op.inputs[0].op
+    shape = handle.get_attr("shape") if handle.type == "SparseConditionalAccumulator" else unknown_shape()
+    rows = TensorShape([None]).concatenate(shape[1:]) if shape.ndims else unknown_shape()
+    return [(dtypes.int64, TensorShape([None])), (op.get_attr("dtype"), rows),
+            (dtypes.int64, TensorShape([shape.ndims]))]
+
+
+@SparseAccumulatorTakeGradient.kernel
+def _sparse_take_kernel(op, device):
+    return _take_kernel(op, device, sparse=True)
+
+
 AccumulatorApplyGradient = define_op("AccumulatorApplyGradient", stateful=True, differentiable=False,
                                      ref_inputs=(0,))
 AccumulatorApplyGradient.shape_fn(lambda op: [])
 
 
+def _check_kind(op, state, sparse):
+    if isinstance(state, SparseAccumulatorState) is not sparse:
+        raise op.error(errors.InvalidArgumentError, f"Accumulator {state.name} is {'not ' if sparse else ''}"
+                       f"a SparseConditionalAccumulator")
+
+
 @AccumulatorApplyGradient.kernel
 def _apply_kernel(op, device):
     replica = _optional_attr(op, "_replica", "")
-    return lambda state, local_step, grad: state.apply(int(local_step), grad, replica)
+
+    def apply(state, local_step, grad):
+        _check_kind(op, state, sparse=False)
+        state.apply(int(local_step), grad, replica)
+    return apply
 
 
 AccumulatorTakeGradient = define_op("AccumulatorTakeGradient", stateful=True, differentiable=False,
@@ -391,12 +451,13 @@ def _take_shape(op):
 
 
 @AccumulatorTakeGradient.kernel
-def _take_kernel(op, device):
+def _take_kernel(op, device, sparse=False):
     replica = _optional_attr(op, "_replica", "")
     timeout_ms = _optional_attr(op, "_timeout_ms", -1)
     timeout_secs = timeout_ms / 1000.0 if timeout_ms >= 0 else None
 
     def take(step, done, state, num_required):
+        _check_kind(op, state, sparse)
         state.take(int(num_required), done, step, device.name, op.name, replica, timeout_secs)
     return take
 
@@ -465,6 +526,8 @@ class ConditionalAccumulator:
     the accumulator and advances its global step by one.
     """
 
+    _HANDLE_OP = "ConditionalAccumulator"
+
     def __init__(self, dtype, shape=None, shared_name=None, name="conditional_accumulator",
                  reduction_type="MEAN"):
         self._dtype = dtypes.as_dtype(dtype)
@@ -474,7 +537,7 @@ class ConditionalAccumulator:
         attrs = {"dtype": self._dtype, "shape": self._shape, "container": "", "shared_name": shared_name or "",
                  "reduction_type": reduction_type}
         self._accumulator_ref = self._handle = get_default_graph().create_op(
-            "ConditionalAccumulator", [], attrs, name=name).outputs[0]
+            self._HANDLE_OP, [], attrs, name=name).outputs[0]
         self._name = self._accumulator_ref.op.name.split("/")[-1]
 
     @property
@@ -533,3 +596,57 @@ class ConditionalAccumulator:
             attrs["_replica"] = replica
         return _colocated_op("AccumulatorTakeGradient", [self._accumulator_ref, num_required],
                         attrs, name=name or f"{self._name}_TakeGradient")
+
+
+class SparseConditionalAccumulator(ConditionalAccumulator):
+    """`tf.SparseConditionalAccumulator(dtype, shape=None, shared_name=None,
+    name="sparse_conditional_accumulator", reduction_type="MEAN")`: aggregates sparse gradients
+    (`IndexedSlices`) of one step, as `ConditionalAccumulator` does dense ones. A take returns the
+    rows any gradient touched; under MEAN each row is divided by the number of times it arrived,
+    as in TF."""
+
+    _HANDLE_OP = "SparseConditionalAccumulator"
+
+    def __init__(self, dtype, shape=None, shared_name=None, name="sparse_conditional_accumulator",
+                 reduction_type="MEAN"):
+        super().__init__(dtype, shape, shared_name, name, reduction_type)
+
+    @_in_handle_graph
+    def apply_grad(self, grad_indices, grad_values, grad_shape=None, local_step=0, name=None, replica=None):
+        """Adds the rows `grad_indices` of a gradient (`grad_values` holds them; `grad_shape`, if
+        known, is the dense shape), unless `local_step` is older than the global step."""
+        values = _plain(convert_to_tensor(grad_values, dtype=self._dtype))
+        indices = array_ops.cast(convert_to_tensor(grad_indices), dtypes.int64)
+        known = grad_shape is not None
+        shape = array_ops.cast(convert_to_tensor(grad_shape), dtypes.int64) if known else \
+            convert_to_tensor(np.zeros(0, np.int64))
+        local_step = _plain(convert_to_tensor(local_step, dtype=dtypes.int64))
+        attrs = {"dtype": self._dtype, "has_known_shape": known}
+        if replica:
+            attrs["_replica"] = replica
+        return _colocated_op("SparseAccumulatorApplyGradient",
+                             [self._accumulator_ref, local_step, indices, values, shape], attrs,
+                             name=name or f"{self._name}_ApplyGradient")
+
+    def apply_indexed_slices_grad(self, grad, local_step=0, name=None, replica=None):
+        """`apply_grad` of an `IndexedSlices`."""
+        return self.apply_grad(grad.indices, grad.values, grad.dense_shape, local_step, name=name, replica=replica)
+
+    @_in_handle_graph
+    def take_grad(self, num_required, name=None, timeout_secs=None, replica=None):
+        """Waits for `num_required` gradients; returns (indices, values, dense shape) of their
+        average (or sum), then clears the accumulator and increments its global step. The
+        extensions `timeout_secs` and `replica` work as in `ConditionalAccumulator.take_grad`."""
+        num_required = convert_to_tensor(num_required, dtype=dtypes.int32)
+        attrs = {"dtype": self._dtype}
+        if timeout_secs is not None:
+            attrs["_timeout_ms"] = round(timeout_secs * 1000)
+        if replica:
+            attrs["_replica"] = replica
+        return tuple(_colocated_op("SparseAccumulatorTakeGradient", [self._accumulator_ref, num_required], attrs,
+                                   name=name or f"{self._name}_TakeGradient"))
+
+    def take_indexed_slices_grad(self, num_required, name=None, timeout_secs=None, replica=None):
+        """`take_grad` as an `IndexedSlices`."""
+        indices, values, shape = self.take_grad(num_required, name, timeout_secs, replica)
+        return IndexedSlices(values, indices, shape)

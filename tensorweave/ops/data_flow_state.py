@@ -293,14 +293,28 @@ class AccumulatorState(_WaitingResource):
                                 self.name, step, self.global_step)
             self.global_step = int(step)
 
-    def apply(self, local_step, grad, replica=""):
+    def _check(self, grad):
+        """`grad` as stored, after checking it against the accumulator's shape and the step's
+        earlier gradients (under the lock)."""
         grad = np.array(grad, dtype=self.np_dtype)
+        if not self.shape.is_compatible_with(grad.shape) or (self._grads and self._grads[0].shape != grad.shape):
+            expected = self._grads[0].shape if self._grads else self.shape
+            raise errors.InvalidArgumentError(
+                None, None, f"Shape mismatch: accumulator {self.name} expects {expected}, got {grad.shape}")
+        return grad
+
+    def _reduce(self, grads):
+        """The mean (or sum) of `grads`, the first `num_required` of a step."""
+        total = grads[0].copy()
+        for g in grads[1:]:
+            total += g
+        if self.reduction_type == "MEAN":
+            total = (total / len(grads)).astype(self.np_dtype, copy=False)
+        return total
+
+    def apply(self, local_step, grad, replica=""):
         with self._lock:
-            if not self.shape.is_compatible_with(grad.shape) or (
-                    self._grads and self._grads[0].shape != grad.shape):
-                expected = self._grads[0].shape if self._grads else self.shape
-                raise errors.InvalidArgumentError(
-                    None, None, f"Shape mismatch: accumulator {self.name} expects {expected}, got {grad.shape}")
+            grad = self._check(grad)
             if replica:
                 self.known_replicas.setdefault(replica, None)
             if local_step < self.global_step:
@@ -373,11 +387,7 @@ class AccumulatorState(_WaitingResource):
         waiter = self._takers.popleft()
         self._withdrawn(waiter)
         n = waiter.want
-        total = self._grads[0].copy()
-        for g in self._grads[1:n]:
-            total += g
-        if self.reduction_type == "MEAN":
-            total = (total / n).astype(self.np_dtype, copy=False)
+        total = self._reduce(self._grads[:n])
         self.dropped += len(self._grads) - n
         self._grads = []
         self._replicas = []
@@ -387,3 +397,52 @@ class AccumulatorState(_WaitingResource):
         completions = []
         self._settle(completions, waiter, total)
         return completions
+
+class SparseAccumulatorState(AccumulatorState):
+    """A `SparseConditionalAccumulator`: as `AccumulatorState`, for gradients that are rows of a
+    tensor (`IndexedSlices`: indices, values, dense shape). A take returns the rows any of its
+    gradients touched; under MEAN each row is divided by the number of times it arrived, as TF's
+    sparse accumulator does (a row only one worker's batch reached is not halved)."""
+
+    def _check(self, grad):
+        indices, values, dense_shape = grad
+        indices = np.asarray(indices).astype(np.int64, copy=False).reshape(-1)
+        values = np.array(values, dtype=self.np_dtype)
+        if values.ndim == 0 or values.shape[0] != indices.size:
+            raise errors.InvalidArgumentError(
+                None, None, f"Accumulator {self.name}: {indices.size} indices for values of shape {list(values.shape)}")
+        rows = self.shape.as_list()[0] if self.shape.ndims else None
+        if dense_shape is not None:
+            dense_shape = [int(d) for d in np.asarray(dense_shape).reshape(-1)]
+            if not self.shape.is_compatible_with(dense_shape) or dense_shape[1:] != list(values.shape[1:]):
+                raise errors.InvalidArgumentError(
+                    None, None, f"Shape mismatch: accumulator {self.name} expects {self.shape}, got a gradient of "
+                    f"shape {dense_shape} with rows of shape {list(values.shape[1:])}")
+            rows = dense_shape[0]
+        row_shape = self.shape[1:] if self.shape.ndims else None
+        if (row_shape is not None and not row_shape.is_compatible_with(values.shape[1:])) or (
+                self._grads and self._grads[0][1].shape[1:] != values.shape[1:]):
+            expected = self._grads[0][1].shape[1:] if self._grads else row_shape
+            raise errors.InvalidArgumentError(
+                None, None, f"Shape mismatch: accumulator {self.name} expects rows of shape {expected}, got "
+                f"{list(values.shape[1:])}")
+        if indices.size and (indices.min() < 0 or (rows is not None and indices.max() >= rows)):
+            bad = indices.min() if indices.min() < 0 else indices.max()
+            raise errors.InvalidArgumentError(
+                None, None, f"Accumulator {self.name}: gradient index {bad} is outside [0, {rows})")
+        return indices, values, dense_shape
+
+    def _reduce(self, grads):
+        indices = np.concatenate([g[0] for g in grads])
+        values = np.concatenate([g[1] for g in grads])
+        rows, inverse = np.unique(indices, return_inverse=True)
+        total = np.zeros((rows.size,) + values.shape[1:], dtype=self.np_dtype)
+        np.add.at(total, inverse.reshape(-1), values)
+        if self.reduction_type == "MEAN":
+            counts = np.bincount(inverse.reshape(-1), minlength=rows.size)
+            total = (total / counts.reshape((-1,) + (1,) * (values.ndim - 1))).astype(self.np_dtype, copy=False)
+        dense_shape = next((g[2] for g in grads if g[2] is not None), None)
+        if dense_shape is None:
+            dense_shape = [d if d is not None else -1 for d in self.shape.as_list()] if self.shape.ndims else [-1]
+        return rows.astype(np.int64), total, np.asarray(dense_shape, dtype=np.int64)
+

@@ -30,7 +30,8 @@ from tensorweave.framework.graph import GraphKeys
 from tensorweave.framework.indexed_slices import IndexedSlices
 from tensorweave.framework.op_builder import control_dependencies, convert_to_tensor, name_scope
 from tensorweave.ops import array_ops, control_ops, state_ops, variables
-from tensorweave.ops.data_flow_ops import ConditionalAccumulator, FIFOQueue, fail_replica_requests
+from tensorweave.ops.data_flow_ops import (ConditionalAccumulator, FIFOQueue, SparseConditionalAccumulator,
+                                            fail_replica_requests)
 from tensorweave.platform import tf_logging as logging
 from tensorweave.train.optimizer import Optimizer
 from tensorweave.train.queue_runner import QueueRunner
@@ -110,13 +111,19 @@ class SyncReplicasOptimizer(Optimizer):
                     if grad is None:
                         aggregated_grad.append(None)
                         continue
-                    if isinstance(grad, IndexedSlices):
-                        grad = convert_to_tensor(grad)
-                    grad_accum = ConditionalAccumulator(grad.dtype, shape=var.get_shape(),
-                                                        shared_name=var.name + "/grad_accum")
-                    train_ops.append(grad_accum.apply_grad(grad, local_step=self._local_step, replica=replica))
-                    aggregated_grad.append(grad_accum.take_grad(
-                        self._replicas_to_aggregate, timeout_secs=self._replica_timeout_secs, replica=replica))
+                    if isinstance(grad, IndexedSlices):  # only the rows travel, as in TF
+                        grad_accum = SparseConditionalAccumulator(grad.dtype, shape=var.get_shape(),
+                                                                  shared_name=var.name + "/grad_accum")
+                        train_ops.append(grad_accum.apply_indexed_slices_grad(
+                            grad, local_step=self._local_step, replica=replica))
+                        aggregated_grad.append(grad_accum.take_indexed_slices_grad(
+                            self._replicas_to_aggregate, timeout_secs=self._replica_timeout_secs, replica=replica))
+                    else:
+                        grad_accum = ConditionalAccumulator(grad.dtype, shape=var.get_shape(),
+                                                            shared_name=var.name + "/grad_accum")
+                        train_ops.append(grad_accum.apply_grad(grad, local_step=self._local_step, replica=replica))
+                        aggregated_grad.append(grad_accum.take_grad(
+                            self._replicas_to_aggregate, timeout_secs=self._replica_timeout_secs, replica=replica))
                     self._accumulator_list.append((grad_accum, var.device))
 
             with graph.device(global_step.device), graph.name_scope(None):

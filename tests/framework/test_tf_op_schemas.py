@@ -220,7 +220,14 @@ def _data_flow():
         mean = acc.take_grad(1)
     with tf.control_dependencies([mean]):
         cleared = fail_replica_requests(acc, "/job:worker/task:0", 0, "")  # code OK: nothing to fail
-    return first + rest + [size, count, mean], {}, None, [closed, mean.op, cleared]
+    sparse = tf.SparseConditionalAccumulator(tf.float32, [4, 2], name="sparse_acc")
+    with tf.control_dependencies([cleared]):
+        restart = sparse.set_global_step(0)  # so every run's gradient is fresh
+    with tf.control_dependencies([restart]):
+        pushed = sparse.apply_grad([3, 0], [[1.0, 2.0], [3.0, 4.0]], [4, 2])
+    with tf.control_dependencies([pushed]):
+        rows = sparse.take_grad(1)
+    return first + rest + [size, count, mean, *rows], {}, None, [closed, mean.op, cleared, rows[0].op]
 
 
 OP_ZOO = [_conv_net, _activations, _arrays, _math, _losses, _training, _summaries, _older_tf_ops, _comm, _debugging,
@@ -307,7 +314,10 @@ _TF_REQUIRED_ATTRS = {
     **{t: {"component_types"} for t in ("FIFOQueueV2", "QueueDequeueV2", "QueueDequeueManyV2")},
     **{t: {"Tcomponents"} for t in ("QueueEnqueueV2", "QueueEnqueueManyV2")},
     "ConditionalAccumulator": {"dtype", "shape"},
-    **{t: {"dtype"} for t in ("AccumulatorApplyGradient", "AccumulatorTakeGradient")},
+    **{t: {"dtype"} for t in ("AccumulatorApplyGradient", "AccumulatorTakeGradient",
+                              "SparseAccumulatorTakeGradient")},
+    "SparseConditionalAccumulator": {"dtype", "shape"},
+    "SparseAccumulatorApplyGradient": {"dtype", "has_known_shape"},
     **{t: {"strides", "padding"} for t in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")},
     **{t: {"ksize", "strides", "padding"} for t in ("MaxPool", "MaxPoolGrad", "MaxPoolGradGrad", "AvgPool",
                                                     "AvgPoolGrad")},
@@ -368,6 +378,9 @@ def test_export_writes_exactly_the_attrs_tf_declares():
         "AccumulatorApplyGradient": {"dtype"},
         "AccumulatorTakeGradient": {"dtype"},
         "AccumulatorSetGlobalStep": set(),
+        "SparseConditionalAccumulator": {"dtype", "shape", "container", "shared_name", "reduction_type"},
+        "SparseAccumulatorApplyGradient": {"dtype", "has_known_shape"},
+        "SparseAccumulatorTakeGradient": {"dtype"},
         "StridedSlice": {"T", "Index", "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask",
                          "shrink_axis_mask"},
     }

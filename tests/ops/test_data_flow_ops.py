@@ -239,6 +239,44 @@ def test_accumulator_takes_the_mean_of_the_first_n_fresh_gradients():
                 sess.run(acc.take_grad(0))
 
 
+def test_sparse_accumulator_averages_each_row_over_the_times_it_arrived():
+    with tf.Graph().as_default():
+        acc = tf.SparseConditionalAccumulator(tf.float32, shape=[6, 2])
+        indices = tf.placeholder(tf.int64, [None])
+        values = tf.placeholder(tf.float32, [None, 2])
+        step = tf.placeholder(tf.int64, [])
+        apply = acc.apply_grad(indices, values, [6, 2], local_step=step)
+        taken = acc.take_indexed_slices_grad(2)
+        count = acc.num_accumulated()
+        summed = tf.SparseConditionalAccumulator(tf.float32, shape=[6, 2], reduction_type="SUM")
+        dense = tf.ConditionalAccumulator(tf.float32, shape=[2], shared_name="mixed")
+        with tf.Session() as sess:
+            waiting = _Run(sess, [taken.indices, taken.values, taken.dense_shape])
+            sess.run(apply, {indices: [4, 1], values: [[1, 1], [2, 2]], step: 0})
+            assert _still_waiting(waiting)
+            sess.run(apply, {indices: [1, 5, 1], values: [[4, 4], [5, 5], [6, 6]], step: 0})
+            rows, vals, shape = waiting.result()
+            assert rows.tolist() == [1, 4, 5] and shape.tolist() == [6, 2]
+            np.testing.assert_array_equal(vals, [[4, 4], [1, 1], [5, 5]])  # row 1: (2 + 4 + 6) / 3
+            # Stale gradients are dropped, as by the dense accumulator.
+            sess.run(apply, {indices: [0], values: [[9, 9]], step: 0})
+            assert sess.run(count) == 0
+            sess.run([summed.apply_grad([2], [[1.0, 2.0]]), summed.apply_grad([2, 3], [[3.0, 4.0], [1.0, 1.0]])])
+            rows, vals, _ = sess.run(summed.take_grad(2))
+            assert rows.tolist() == [2, 3] and vals.tolist() == [[4.0, 6.0], [1.0, 1.0]]
+            with pytest.raises(tf.errors.InvalidArgumentError, match="gradient index 6 is outside \\[0, 6\\)"):
+                sess.run(apply, {indices: [6], values: [[1, 1]], step: 1})
+            with pytest.raises(tf.errors.InvalidArgumentError, match="2 indices for values of shape \\[1, 2\\]"):
+                sess.run(apply, {indices: [0, 1], values: [[1, 1]], step: 1})
+            with pytest.raises(tf.errors.InvalidArgumentError, match="expects rows of shape \\(2,\\), got \\[3\\]"):
+                sess.run(acc.apply_grad([0], np.ones((1, 3), np.float32), local_step=1))
+            # One shared name, two kinds: each op says which accumulator it needs.
+            sparse_twin = tf.SparseConditionalAccumulator(tf.float32, shape=[6, 2], shared_name="mixed")
+            sess.run(dense.apply_grad([1.0, 1.0]))
+            with pytest.raises(tf.errors.InvalidArgumentError, match="mixed is not a SparseConditionalAccumulator"):
+                sess.run(sparse_twin.apply_grad([0], [[1.0, 1.0]]))
+
+
 # -- shared by two clients' graphs on one parameter server ---------------------------------------
 
 CLUSTER = ClusterSpec({"ps": ["ps0.invalid:1"], "worker": ["w0.invalid:1", "w1.invalid:1"]})

@@ -169,6 +169,56 @@ def test_variable_averages_follow_each_global_step_on_the_ps(target):
             assert not thread.is_alive()
 
 
+def test_sparse_gradients_travel_and_average_row_by_row(target):
+    # An embedding's gradient stays IndexedSlices: a SparseConditionalAccumulator on the PS takes
+    # the rows, and each row is averaged over the gradients that held it (as TF's is).
+    def replica(task):
+        graph = tf.Graph()
+        with graph.as_default(), tf.device(tf.train.replica_device_setter(
+                cluster=CLUSTER, worker_device=f"/job:worker/task:{task}")):
+            global_step = tf.train.get_or_create_global_step()
+            table = tf.Variable(np.ones((4, 2), np.float32), name="table")
+            ids = tf.placeholder(tf.int32, [None], name="ids")
+            x = tf.placeholder(tf.float32, [None, 2], name="x")
+            opt = tf.train.SyncReplicasOptimizer(tf.train.GradientDescentOptimizer(1.0), replicas_to_aggregate=2,
+                                                 total_num_replicas=2)
+            train = opt.minimize(tf.reduce_sum(tf.nn.embedding_lookup(table, ids) * x), global_step=global_step)
+            init = tf.global_variables_initializer()
+        return {"graph": graph, "opt": opt, "train": train, "ids": ids, "x": x, "table": table,
+                "step": global_step, "init": init}
+
+    rs = [replica(i) for i in range(2)]
+    types = {op.type for op in rs[1]["graph"].get_operations()}
+    assert "SparseAccumulatorApplyGradient" in types and "AccumulatorApplyGradient" not in types
+    sessions = [tf.Session(target, graph=r["graph"]) for r in rs]
+    chief, s1 = sessions
+    coord, threads = tf.train.Coordinator(), []
+    try:
+        chief.run(rs[0]["init"])
+        chief.run(rs[0]["opt"].chief_init_op)
+        chief.run(rs[0]["opt"].get_init_tokens_op())
+        threads = rs[0]["opt"].get_chief_queue_runner().create_threads(chief, coord=coord, daemon=True, start=True)
+        s1.run(rs[1]["opt"].local_step_init_op)
+        pushes = [threading.Thread(target=sess.run, args=(r["train"], {r["ids"]: ids, r["x"]: x}), daemon=True)
+                  for sess, r, ids, x in [(chief, rs[0], [0, 2], [[1.0, 1.0], [2.0, 2.0]]),
+                                          (s1, rs[1], [2, 3], [[4.0, 4.0], [6.0, 6.0]])]]
+        for p in pushes:
+            p.start()
+        for p in pushes:
+            p.join(WAIT)
+            assert not p.is_alive()
+        _wait_for_step(chief, rs[0], 1)
+        expected = np.ones((4, 2), np.float32) - np.array([[1, 1], [0, 0], [3, 3], [6, 6]], np.float32)
+        np.testing.assert_array_equal(chief.run(rs[0]["table"]), expected)
+    finally:
+        coord.request_stop()
+        for sess in sessions:
+            sess.close()
+        for thread in threads:
+            thread.join(WAIT)
+            assert not thread.is_alive()
+
+
 # -- which replica sent what, and the chief's timeout ------------------------------------------
 
 def _take(state, n, timeout_secs=None, replica=""):
