@@ -361,62 +361,18 @@ ConditionalAccumulatorOp = define_op("ConditionalAccumulator", stateful=True, di
 ConditionalAccumulatorOp.shape_fn(_handle_shape)
 
 
-@ConditionalAccumulatorOp.kernel
-def _accumulator_kernel(op, device):
-    reduction = op.get_attr("reduction_type")
-    if reduction not in ("MEAN", "SUM"):
-        raise op.error(errors.InvalidArgumentError, f"reduction_type must be MEAN or SUM, got {reduction!r}")
-    return _state(op, device, lambda: AccumulatorState(
-        op.get_attr("shared_name") or op.name, op.get_attr("dtype"), op.get_attr("shape"), reduction))
+def _accumulator_kernel(state_class):
+    """The handle kernel of an accumulator whose state is a `state_class`."""
+    def kernel(op, device):
+        reduction = op.get_attr("reduction_type")
+        if reduction not in ("MEAN", "SUM"):
+            raise op.error(errors.InvalidArgumentError, f"reduction_type must be MEAN or SUM, got {reduction!r}")
+        return _state(op, device, lambda: state_class(
+            op.get_attr("shared_name") or op.name, op.get_attr("dtype"), op.get_attr("shape"), reduction))
+    return kernel
 
 
-SparseConditionalAccumulatorOp = define_op("SparseConditionalAccumulator", stateful=True, differentiable=False,
-                                           ref_outputs=True)
-SparseConditionalAccumulatorOp.shape_fn(_handle_shape)
-
-
-@SparseConditionalAccumulatorOp.kernel
-def _sparse_accumulator_kernel(op, device):
-    reduction = op.get_attr("reduction_type")
-    if reduction not in ("MEAN", "SUM"):
-        raise op.error(errors.InvalidArgumentError, f"reduction_type must be MEAN or SUM, got {reduction!r}")
-    return _state(op, device, lambda: SparseAccumulatorState(
-        op.get_attr("shared_name") or op.name, op.get_attr("dtype"), op.get_attr("shape"), reduction))
-
-
-SparseAccumulatorApplyGradient = define_op("SparseAccumulatorApplyGradient", stateful=True, differentiable=False,
-                                           ref_inputs=(0,))
-SparseAccumulatorApplyGradient.shape_fn(lambda op: [])
-
-
-@SparseAccumulatorApplyGradient.kernel
-def _sparse_apply_kernel(op, device):
-    replica = _optional_attr(op, "_replica", "")
-    known = op.get_attr("has_known_shape")
-
-    def apply(state, local_step, indices, values, dense_shape):
-        _check_kind(op, state, sparse=True)
-        state.apply(int(local_step), (indices, values, dense_shape if known else None), replica)
-    return apply
-
-
-SparseAccumulatorTakeGradient = define_op("SparseAccumulatorTakeGradient", stateful=True, differentiable=False,
-                                          ref_inputs=(0,), async_kernel=True)
-
-
-@SparseAccumulatorTakeGradient.shape_fn
-def _sparse_take_shape(op):
-    handle = op.inputs[0].op
-    shape = handle.get_attr("shape") if handle.type == "SparseConditionalAccumulator" else unknown_shape()
-    rows = TensorShape([None]).concatenate(shape[1:]) if shape.ndims else unknown_shape()
-    return [(dtypes.int64, TensorShape([None])), (op.get_attr("dtype"), rows),
-            (dtypes.int64, TensorShape([shape.ndims]))]
-
-
-@SparseAccumulatorTakeGradient.kernel
-def _sparse_take_kernel(op, device):
-    return _take_kernel(op, device, sparse=True)
-
+ConditionalAccumulatorOp.kernel(_accumulator_kernel(AccumulatorState))
 
 AccumulatorApplyGradient = define_op("AccumulatorApplyGradient", stateful=True, differentiable=False,
                                      ref_inputs=(0,))
@@ -484,6 +440,48 @@ AccumulatorSetGlobalStep.shape_fn(lambda op: [])
 @AccumulatorSetGlobalStep.kernel
 def _set_step_kernel(op, device):
     return lambda state, new_step: state.set_global_step(int(new_step))
+
+
+# -- SparseConditionalAccumulator: the same, for IndexedSlices -------------------------------
+
+SparseConditionalAccumulatorOp = define_op("SparseConditionalAccumulator", stateful=True, differentiable=False,
+                                           ref_outputs=True)
+SparseConditionalAccumulatorOp.shape_fn(_handle_shape)
+SparseConditionalAccumulatorOp.kernel(_accumulator_kernel(SparseAccumulatorState))
+
+
+SparseAccumulatorApplyGradient = define_op("SparseAccumulatorApplyGradient", stateful=True, differentiable=False,
+                                           ref_inputs=(0,))
+SparseAccumulatorApplyGradient.shape_fn(lambda op: [])
+
+
+@SparseAccumulatorApplyGradient.kernel
+def _sparse_apply_kernel(op, device):
+    replica = _optional_attr(op, "_replica", "")
+    known = op.get_attr("has_known_shape")
+
+    def apply(state, local_step, indices, values, dense_shape):
+        _check_kind(op, state, sparse=True)
+        state.apply(int(local_step), (indices, values, dense_shape if known else None), replica)
+    return apply
+
+
+SparseAccumulatorTakeGradient = define_op("SparseAccumulatorTakeGradient", stateful=True, differentiable=False,
+                                          ref_inputs=(0,), async_kernel=True)
+
+
+@SparseAccumulatorTakeGradient.shape_fn
+def _sparse_take_shape(op):
+    handle = op.inputs[0].op
+    shape = handle.get_attr("shape") if handle.type == "SparseConditionalAccumulator" else unknown_shape()
+    rows = TensorShape([None]).concatenate(shape[1:]) if shape.ndims else unknown_shape()
+    return [(dtypes.int64, TensorShape([None])), (op.get_attr("dtype"), rows),
+            (dtypes.int64, TensorShape([shape.ndims]))]
+
+
+@SparseAccumulatorTakeGradient.kernel
+def _sparse_take_kernel(op, device):
+    return _take_kernel(op, device, sparse=True)
 
 
 FailReplicaRequests = define_op("FailReplicaRequests", stateful=True, differentiable=False, ref_inputs=(0,))
@@ -588,14 +586,17 @@ class ConditionalAccumulator:
         that long has passed since the step's first gradient without `num_required`; the message
         names the step, the replicas that sent gradients and the known ones that did not.
         `replica` names the worker taking, for `fail_replica_requests`."""
-        num_required = convert_to_tensor(num_required, dtype=dtypes.int32)
+        return _colocated_op("AccumulatorTakeGradient", *self._take_args(num_required, timeout_secs, replica),
+                             name=name or f"{self._name}_TakeGradient")
+
+    def _take_args(self, num_required, timeout_secs, replica):
+        """A take op's inputs and attrs (the extensions among them only when given)."""
         attrs = {"dtype": self._dtype}
         if timeout_secs is not None:
             attrs["_timeout_ms"] = round(timeout_secs * 1000)
         if replica:
             attrs["_replica"] = replica
-        return _colocated_op("AccumulatorTakeGradient", [self._accumulator_ref, num_required],
-                        attrs, name=name or f"{self._name}_TakeGradient")
+        return [self._accumulator_ref, convert_to_tensor(num_required, dtype=dtypes.int32)], attrs
 
 
 class SparseConditionalAccumulator(ConditionalAccumulator):
@@ -637,13 +638,8 @@ class SparseConditionalAccumulator(ConditionalAccumulator):
         """Waits for `num_required` gradients; returns (indices, values, dense shape) of their
         average (or sum), then clears the accumulator and increments its global step. The
         extensions `timeout_secs` and `replica` work as in `ConditionalAccumulator.take_grad`."""
-        num_required = convert_to_tensor(num_required, dtype=dtypes.int32)
-        attrs = {"dtype": self._dtype}
-        if timeout_secs is not None:
-            attrs["_timeout_ms"] = round(timeout_secs * 1000)
-        if replica:
-            attrs["_replica"] = replica
-        return tuple(_colocated_op("SparseAccumulatorTakeGradient", [self._accumulator_ref, num_required], attrs,
+        inputs, attrs = self._take_args(num_required, timeout_secs, replica)
+        return tuple(_colocated_op("SparseAccumulatorTakeGradient", inputs, attrs,
                                    name=name or f"{self._name}_TakeGradient"))
 
     def take_indexed_slices_grad(self, num_required, name=None, timeout_secs=None, replica=None):
