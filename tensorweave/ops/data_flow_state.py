@@ -398,6 +398,7 @@ class AccumulatorState(_WaitingResource):
         self._settle(completions, waiter, total)
         return completions
 
+
 class SparseAccumulatorState(AccumulatorState):
     """A `SparseConditionalAccumulator`: as `AccumulatorState`, for gradients that are rows of a
     tensor (`IndexedSlices`: indices, values, dense shape). A take returns the rows any of its
@@ -445,4 +446,3 @@ class SparseAccumulatorState(AccumulatorState):
         if dense_shape is None:
             dense_shape = [d if d is not None else -1 for d in self.shape.as_list()] if self.shape.ndims else [-1]
         return rows.astype(np.int64), total, np.asarray(dense_shape, dtype=np.int64)
-

@@ -161,22 +161,6 @@ def read_checkpoint(prefix):
     return tensors, metadata
 
 
-def list_variables(ckpt_dir_or_file):
-    """`tf.train.list_variables`: [(name, shape)] of a checkpoint (or a directory's latest)."""
-    tensors, _ = read_checkpoint(_resolve(ckpt_dir_or_file))
-    return sorted((k, list(v.shape)) for k, v in tensors.items())
-
-
-def load_variable(ckpt_dir_or_file, name):
-    """`tf.train.load_variable`: the value of variable `name` in a checkpoint."""
-    prefix = _resolve(ckpt_dir_or_file)
-    tensors, _ = read_checkpoint(prefix)
-    name = name[:-2] if name.endswith(":0") else name
-    if name not in tensors:
-        raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {checkpoint_path(prefix)}")
-    return tensors[name]
-
-
 class CheckpointReader:
     """What `tf.train.NewCheckpointReader(prefix)` returns: a checkpoint's tensors by name (the
     checkpoint is read and verified once, when the reader is made)."""
@@ -213,6 +197,16 @@ def NewCheckpointReader(filepattern):  # noqa: N802 - TF's public name
     """`tf.train.NewCheckpointReader`: a `CheckpointReader` over checkpoint `filepattern` (a
     prefix, or a directory for its latest checkpoint)."""
     return CheckpointReader(filepattern)
+
+
+def list_variables(ckpt_dir_or_file):
+    """`tf.train.list_variables`: [(name, shape)] of a checkpoint (or a directory's latest)."""
+    return sorted(CheckpointReader(ckpt_dir_or_file).get_variable_to_shape_map().items())
+
+
+def load_variable(ckpt_dir_or_file, name):
+    """`tf.train.load_variable`: the value of variable `name` in a checkpoint."""
+    return CheckpointReader(ckpt_dir_or_file).get_tensor(name[:-2] if name.endswith(":0") else name)
 
 
 def _resolve(ckpt_dir_or_file):

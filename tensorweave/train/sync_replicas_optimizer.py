@@ -111,19 +111,14 @@ class SyncReplicasOptimizer(Optimizer):
                     if grad is None:
                         aggregated_grad.append(None)
                         continue
-                    if isinstance(grad, IndexedSlices):  # only the rows travel, as in TF
-                        grad_accum = SparseConditionalAccumulator(grad.dtype, shape=var.get_shape(),
-                                                                  shared_name=var.name + "/grad_accum")
-                        train_ops.append(grad_accum.apply_indexed_slices_grad(
-                            grad, local_step=self._local_step, replica=replica))
-                        aggregated_grad.append(grad_accum.take_indexed_slices_grad(
-                            self._replicas_to_aggregate, timeout_secs=self._replica_timeout_secs, replica=replica))
-                    else:
-                        grad_accum = ConditionalAccumulator(grad.dtype, shape=var.get_shape(),
-                                                            shared_name=var.name + "/grad_accum")
-                        train_ops.append(grad_accum.apply_grad(grad, local_step=self._local_step, replica=replica))
-                        aggregated_grad.append(grad_accum.take_grad(
-                            self._replicas_to_aggregate, timeout_secs=self._replica_timeout_secs, replica=replica))
+                    sparse = isinstance(grad, IndexedSlices)  # then only the rows travel, as in TF
+                    grad_accum = (SparseConditionalAccumulator if sparse else ConditionalAccumulator)(
+                        grad.dtype, shape=var.get_shape(), shared_name=var.name + "/grad_accum")
+                    apply = grad_accum.apply_indexed_slices_grad if sparse else grad_accum.apply_grad
+                    take = grad_accum.take_indexed_slices_grad if sparse else grad_accum.take_grad
+                    train_ops.append(apply(grad, local_step=self._local_step, replica=replica))
+                    aggregated_grad.append(take(self._replicas_to_aggregate, timeout_secs=self._replica_timeout_secs,
+                                                replica=replica))
                     self._accumulator_list.append((grad_accum, var.device))
 
             with graph.device(global_step.device), graph.name_scope(None):
